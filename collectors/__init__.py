@@ -1,0 +1,1 @@
+"""Everything that lands raw telemetry in the warehouse: receiver, client, collectors, loader, simulator."""

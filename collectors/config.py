@@ -1,0 +1,78 @@
+"""One typed settings object for every process of the warehouse.
+
+Values come from the environment (prefix ``TELEMETRY_``) and may be overridden
+by command-line flags; they are read once at start. ``TELEMETRY_DATABASE_URL``
+is the one setting that drives the receiver, migrations, dbt (``env_var`` in
+``profiles.yml``) and Airflow.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telemetry"
+
+
+class RetentionDays(BaseSettings):
+    """How long raw rows are kept, per raw table, in days (DESIGN.md, "Orchestration")."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_RETENTION_", extra="ignore")
+
+    message_samples: int = Field(7, ge=1)
+    minute_snapshots: int = Field(30, ge=1)
+    host_minutes: int = Field(30, ge=1)
+    product_events: int = Field(90, ge=1)
+    accounts_created: int = Field(90, ge=1)
+
+    def for_table(self, table: str) -> int:
+        return int(getattr(self, table))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # The receiver may connect with a role that can only insert into raw.
+    ingest_database_url: str | None = None
+
+    # Receiver
+    listen: str = "127.0.0.1:50051"
+    metrics_port: int = Field(9464, ge=0, le=65535)  # 0 disables /metrics
+    ingest_tokens: SecretStr = SecretStr("")  # comma-separated bearer tokens
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    max_batch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(50_000, ge=1)
+    max_payload_bytes: int = Field(16 * 1024, ge=2)
+    max_future_seconds: int = Field(300, ge=0)
+    workers: int = Field(8, ge=1)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    # Partitions created ahead of time, in days
+    partitions_ahead_days: int = Field(3, ge=1)
+
+    retention: RetentionDays = Field(default_factory=RetentionDays)
+
+    @field_validator("database_url", "ingest_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user@127.0.0.1:5432/telemetry")
+        return value
+
+    def token_list(self) -> list[str]:
+        return [t.strip() for t in self.ingest_tokens.get_secret_value().split(",") if t.strip()]
+
+    @property
+    def receiver_database_url(self) -> str:
+        return self.ingest_database_url or self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Protocol buffers of the ingest contract and the stub generator."""

@@ -1,0 +1,1 @@
+"""Generated stubs of the telemetry.v1 ingest contract (make proto)."""

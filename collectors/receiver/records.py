@@ -1,0 +1,386 @@
+"""Per-record validation: a protobuf record in, a row for its raw table out (or the reason it is refused).
+
+Each raw table has a :class:`TableSpec` (the columns COPY writes, in order, and
+the partition column). A ``to_row`` function turns one record into a tuple in
+that column order, or raises :class:`RecordRefused` with a reason a sender can
+act on. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collectors.proto.telemetry.v1 import ingest_pb2 as pb
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SCHEMA_VERSION = "telemetry_event_v1"
+MAX_STATE_LIST = 200_000
+MAX_BATTLE_IDS = 20_000
+MAX_CORES = 4096
+MAX_HISTOGRAM_BUCKETS = 8192
+MAX_TOPICS_BYTES = 4096
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+class RecordRefused(ValueError):
+    """The record cannot be stored; ``str(error)`` is the reason kept in raw.rejects."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    columns: tuple[str, ...]
+    partition_column: str
+
+    @property
+    def partition_index(self) -> int:
+        return self.columns.index(self.partition_column)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied to every record; ``now`` is fixed per batch so one batch is judged consistently."""
+
+    now: dt.datetime
+    retention_days: int
+    max_future_seconds: int = 300
+    max_payload_bytes: int = 16 * 1024
+
+    @property
+    def earliest(self) -> float:
+        return (self.now - dt.timedelta(days=self.retention_days) - EPOCH).total_seconds()
+
+    @property
+    def latest(self) -> float:
+        return (self.now - EPOCH).total_seconds() + self.max_future_seconds
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def _text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
+    if not value:
+        if required:
+            raise RecordRefused(f"{field} is required")
+        return value
+    if len(value) > max_len:
+        raise RecordRefused(f"{field} is longer than {max_len} characters")
+    if "\x00" in value:
+        raise RecordRefused(f"{field} contains a NUL character")
+    return value
+
+
+def _time(msg: object, field: str, limits: Limits, *, required: bool = True) -> dt.datetime | None:
+    if not msg.HasField(field):  # type: ignore[attr-defined]
+        if required:
+            raise RecordRefused(f"{field} is required")
+        return None
+    ts = getattr(msg, field)
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise RecordRefused(f"{field} has invalid nanos {ts.nanos}")
+    seconds = ts.seconds + ts.nanos / 1e9
+    if seconds > limits.latest:
+        raise RecordRefused(f"{field} is more than {limits.max_future_seconds} s in the future")
+    if seconds < limits.earliest:
+        raise RecordRefused(f"{field} is older than the retention of {limits.retention_days} days")
+    return EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+def _minute(msg: object, field: str, limits: Limits) -> dt.datetime:
+    value = _time(msg, field, limits)
+    assert value is not None
+    return value.replace(second=0, microsecond=0)
+
+
+def _number(value: float, field: str, *, low: float = 0.0, high: float = math.inf) -> float:
+    if not math.isfinite(value):
+        raise RecordRefused(f"{field} is not a finite number")
+    if not low <= value <= high:
+        raise RecordRefused(f"{field}={value} is outside [{low}, {high}]")
+    return value
+
+
+def _count(value: int, field: str, high: int = INT32_MAX) -> int:
+    if not 0 <= value <= high:
+        raise RecordRefused(f"{field}={value} is outside [0, {high}]")
+    return value
+
+
+def _user_ids(values: Sequence[int], field: str) -> list[int]:
+    if len(values) > MAX_STATE_LIST:
+        raise RecordRefused(f"{field} lists more than {MAX_STATE_LIST} users")
+    ids = list(values)
+    if ids and min(ids) < 0:
+        raise RecordRefused(f"{field} contains a negative user id")
+    if len(set(ids)) != len(ids):
+        raise RecordRefused(f"{field} lists a user more than once")
+    return ids
+
+
+# --------------------------------------------------------------------------- minute snapshots
+
+MINUTE_SNAPSHOTS = TableSpec(
+    table="minute_snapshots",
+    columns=(
+        "server_id",
+        "minute",
+        "player",
+        "spectator",
+        "lobby",
+        "menu",
+        "total",
+        "battles_total",
+        "battles_lobby",
+        "battles_in_progress",
+        "battle_ids",
+        "batch_id",
+    ),
+    partition_column="minute",
+)
+
+STATES = ("player", "spectator", "lobby", "menu")
+
+
+def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: str) -> tuple:
+    server_id = _text(msg.server_id, "server_id", max_len=128)
+    minute = _minute(msg, "minute", limits)
+    clients = msg.clients
+    total = _user_ids(clients.total, "clients.total")
+    total_set = set(total)
+    states = []
+    for state in STATES:
+        ids = _user_ids(getattr(clients, state), f"clients.{state}")
+        if not total_set.issuperset(ids):
+            raise RecordRefused(f"clients.{state} lists users missing from clients.total")
+        states.append(ids)
+    battles = msg.battles
+    b_total = _count(battles.total, "battles.total")
+    b_lobby = _count(battles.lobby, "battles.lobby")
+    b_progress = _count(battles.in_progress, "battles.in_progress")
+    if b_lobby + b_progress > b_total:
+        raise RecordRefused("battles.lobby + battles.in_progress exceeds battles.total")
+    if len(msg.battle_ids) > MAX_BATTLE_IDS:
+        raise RecordRefused(f"battle_ids lists more than {MAX_BATTLE_IDS} battles")
+    battle_ids = [_text(b, "battle_ids[]", max_len=128) for b in msg.battle_ids]
+    return (
+        server_id,
+        minute,
+        *states,
+        total,
+        b_total,
+        b_lobby,
+        b_progress,
+        battle_ids or None,
+        batch_id,
+    )
+
+
+# --------------------------------------------------------------------------- message samples
+
+MESSAGE_SAMPLES = TableSpec(
+    table="message_samples",
+    columns=(
+        "message_id",
+        "channel_id",
+        "receiver_public_key",
+        "sent_at",
+        "topics",
+        "envelope_id",
+        "received_at",
+        "batch_id",
+    ),
+    partition_column="sent_at",
+)
+
+
+def sample_row(msg: pb.MessageSample, limits: Limits, batch_id: str) -> tuple:
+    if len(msg.topics) > MAX_TOPICS_BYTES:
+        raise RecordRefused(f"topics is larger than {MAX_TOPICS_BYTES} bytes")
+    received_at = None
+    if msg.HasField("received_at"):
+        # client clock: allow it to be a little ahead, but not absurd
+        received_at = _time(msg, "received_at", limits)
+    return (
+        _text(msg.message_id, "message_id", max_len=256),
+        _text(msg.channel_id, "channel_id", max_len=256),
+        _text(msg.receiver_public_key, "receiver_public_key", max_len=512),
+        _time(msg, "sent_at", limits),
+        msg.topics,
+        _text(msg.envelope_id, "envelope_id", max_len=256, required=False),
+        received_at,
+        batch_id,
+    )
+
+
+# --------------------------------------------------------------------------- host minutes
+
+HOST_METRIC_FIELDS: tuple[tuple[str, float], ...] = (
+    ("cpu_percent", 100.0),
+    ("cpu_percent_max", 100.0),
+    ("load_average_1m", math.inf),
+    ("load_average_5m", math.inf),
+    ("load_average_15m", math.inf),
+    ("memory_total_bytes", INT64_MAX),
+    ("memory_used_bytes", INT64_MAX),
+    ("memory_free_bytes", INT64_MAX),
+    ("memory_percent", 100.0),
+    ("memory_percent_max", 100.0),
+    ("disk_read_bytes_per_s", math.inf),
+    ("disk_write_bytes_per_s", math.inf),
+    ("disk_read_ops_per_s", math.inf),
+    ("disk_write_ops_per_s", math.inf),
+    ("net_recv_bytes_per_s", math.inf),
+    ("net_sent_bytes_per_s", math.inf),
+    ("net_recv_packets_per_s", math.inf),
+    ("net_sent_packets_per_s", math.inf),
+)
+HISTOGRAM_FIELDS = ("tick_duration_ms", "player_ping_ms", "packet_latency_ms")
+SERVER_FIELDS = ("tick_rate", "connections", "players", "entities", "packet_loss_percent")
+
+HOST_MINUTES = TableSpec(
+    table="host_minutes",
+    columns=(
+        "host_id",
+        "minute",
+        "samples",
+        "cpu_percent_per_core",
+        *(name for name, _ in HOST_METRIC_FIELDS),
+        *HISTOGRAM_FIELDS,
+        *SERVER_FIELDS,
+        "batch_id",
+    ),
+    partition_column="minute",
+)
+
+
+def histogram_json(h: pb.LogHistogram, field: str) -> str:
+    """The histogram as the compact jsonb document stored in raw.host_minutes."""
+    if len(h.bucket_index) != len(h.bucket_count):
+        raise RecordRefused(f"{field}: bucket_index and bucket_count differ in length")
+    if len(h.bucket_index) > MAX_HISTOGRAM_BUCKETS:
+        raise RecordRefused(f"{field} has more than {MAX_HISTOGRAM_BUCKETS} buckets")
+    index = list(h.bucket_index)
+    if any(b <= a for a, b in zip(index, index[1:], strict=False)):
+        raise RecordRefused(f"{field}: bucket_index must be strictly ascending")
+    counts = list(h.bucket_count)
+    if any(c <= 0 or c > INT64_MAX for c in counts) or h.zero_count > INT64_MAX:
+        raise RecordRefused(f"{field}: bucket counts must be in [1, 2^63)")
+    for name in ("sum", "min", "max"):
+        if not math.isfinite(getattr(h, name)):
+            raise RecordRefused(f"{field}.{name} is not a finite number")
+    if not counts and not h.zero_count:
+        raise RecordRefused(f"{field} is empty")
+    return json.dumps({"i": index, "c": counts, "z": h.zero_count, "sum": h.sum, "min": h.min, "max": h.max})
+
+
+def host_row(msg: pb.HostMinute, limits: Limits, batch_id: str) -> tuple:
+    host_id = _text(msg.host_id, "host_id", max_len=128)
+    minute = _minute(msg, "minute", limits)
+    if len(msg.cpu_percent_per_core) > MAX_CORES:
+        raise RecordRefused(f"cpu_percent_per_core lists more than {MAX_CORES} cores")
+    per_core = [_number(v, "cpu_percent_per_core[]", high=100.0) for v in msg.cpu_percent_per_core]
+    metrics = [_number(getattr(msg, name), name, high=high) for name, high in HOST_METRIC_FIELDS]
+    if msg.HasField("server"):
+        s = msg.server
+        histograms = [histogram_json(getattr(s, f), f) if s.HasField(f) else None for f in HISTOGRAM_FIELDS]
+        server = [
+            _number(s.tick_rate, "server.tick_rate"),
+            _count(s.connections, "server.connections"),
+            _count(s.players, "server.players"),
+            _count(s.entities, "server.entities"),
+            _number(s.packet_loss_percent, "server.packet_loss_percent", high=100.0),
+        ]
+    else:
+        histograms = [None] * len(HISTOGRAM_FIELDS)
+        server = [None] * len(SERVER_FIELDS)
+    return (
+        host_id,
+        minute,
+        _count(msg.samples, "samples"),
+        per_core,
+        *metrics,
+        *histograms,
+        *server,
+        batch_id,
+    )
+
+
+# --------------------------------------------------------------------------- product events
+
+PRODUCT_EVENTS = TableSpec(
+    table="product_events",
+    columns=(
+        "event_id",
+        "schema_version",
+        "channel",
+        "event",
+        "timestamp",
+        "user_id",
+        "session_id",
+        "payload",
+        "batch_id",
+    ),
+    partition_column="timestamp",
+)
+
+ACCOUNTS_CREATED = TableSpec(
+    table="accounts_created",
+    columns=("event_id", "user_id", "created_at", "batch_id"),
+    partition_column="created_at",
+)
+
+
+def _reject_constant(name: str) -> float:
+    raise RecordRefused(f"payload contains {name}, which is not JSON")
+
+
+def payload_json(text: str, max_bytes: int) -> str:
+    """Validate a JSON object payload; returns the text to store."""
+    if not text:
+        return "{}"
+    if len(text.encode()) > max_bytes:
+        raise RecordRefused(f"payload is larger than {max_bytes} bytes")
+    if "\x00" in text or "\\u0000" in text:
+        raise RecordRefused("payload contains a NUL character")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, RecordRefused):
+            raise
+        raise RecordRefused(f"payload is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise RecordRefused("payload must be a JSON object")
+    return text
+
+
+def event_row(msg: pb.ProductEvent, limits: Limits, batch_id: str) -> tuple:
+    if msg.schema_version not in ("", SCHEMA_VERSION):
+        raise RecordRefused(f"schema_version must be {SCHEMA_VERSION!r}")
+    return (
+        _text(msg.event_id, "event_id", max_len=128),
+        SCHEMA_VERSION,
+        _text(msg.channel, "channel", max_len=128),
+        _text(msg.event, "event", max_len=128),
+        _time(msg, "timestamp", limits),
+        _text(msg.user_id, "user_id", max_len=128),
+        _text(msg.session_id, "session_id", max_len=128, required=False) or None,
+        payload_json(msg.payload_json, limits.max_payload_bytes),
+        batch_id,
+    )
+
+
+def is_account_created(row: tuple) -> bool:
+    return row[2] == "user" and row[3] == "account_created"
+
+
+def account_row(event: tuple) -> tuple:
+    """The raw.accounts_created row of an accepted ``account_created`` event row."""
+    return (event[0], event[5], event[4], event[8])
+
+
+RowBuilder = Callable[[object, Limits, str], tuple]

@@ -1,0 +1,248 @@
+"""Write one validated batch in one transaction: rows, rejects and the ledger row, then commit.
+
+Fast path (DESIGN.md, "Ingest contract"): COPY straight into the partitioned
+table inside a savepoint. Duplicates are rare (a client retrying a batch), so
+only when that COPY hits a unique violation do we roll back to the savepoint,
+COPY into a temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` per day,
+which counts duplicates. If the database refuses a value that validation let
+through, the batch falls back to one savepoint per row and the refused rows go
+to ``raw.rejects``: the rest of the batch still lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors, sql
+
+from collectors.receiver.records import TableSpec
+
+PARTITION_CACHE_SECONDS = 60.0
+
+
+@dataclass
+class Reject:
+    index: int
+    reason: str
+    record: bytes
+
+
+@dataclass
+class TableWrite:
+    """What one batch lands in one raw table."""
+
+    spec: TableSpec
+    rows: list[tuple]
+    indexes: list[int]  # index in the request of each row (for reject reports)
+    messages: list  # the protobuf record of each row, serialized only if the row is refused
+
+    def reject(self, i: int, reason: str) -> Reject:
+        return Reject(self.indexes[i], reason, self.messages[i].SerializeToString())
+
+
+@dataclass
+class TableOutcome:
+    accepted_by_day: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.accepted_by_day.values())
+
+
+@dataclass
+class BatchOutcome:
+    """What landed; ``tables`` is keyed by raw table, in the order of the batch's writes."""
+
+    tables: dict[str, TableOutcome] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class PartitionCache:
+    """The days that have a partition, per raw table, refreshed at most once a minute (or when a day is missing)."""
+
+    def __init__(self) -> None:
+        self._days: dict[str, set[dt.date]] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def _load(self, conn: psycopg.Connection) -> None:
+        days: dict[str, set[dt.date]] = {}
+        rows = conn.execute(
+            """
+            select p.relname, to_date(right(c.relname, 8), 'YYYYMMDD')
+            from pg_inherits i
+            join pg_class c on c.oid = i.inhrelid
+            join pg_class p on p.oid = i.inhparent
+            join pg_namespace n on n.oid = p.relnamespace
+            where n.nspname = 'raw'
+            """
+        ).fetchall()
+        for table, day in rows:
+            days.setdefault(table, set()).add(day)
+        self._days = days
+        self._loaded_at = time.monotonic()
+
+    def missing(self, conn: psycopg.Connection, table: str, days: Iterable[dt.date]) -> set[dt.date]:
+        """The days among ``days`` that have no partition of ``table``."""
+        wanted = set(days)
+        with self._lock:
+            stale = time.monotonic() - self._loaded_at > PARTITION_CACHE_SECONDS
+            if stale or not wanted <= self._days.get(table, set()):
+                self._load(conn)
+            return wanted - self._days.get(table, set())
+
+
+def _copy_rows(cur: psycopg.Cursor, target: sql.Composable, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    statement = sql.SQL("copy {} ({}) from stdin").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _day(value: dt.datetime) -> dt.date:
+    return value.astimezone(dt.UTC).date()
+
+
+class BatchWriter:
+    """Lands batches through a connection pool; thread-safe."""
+
+    def __init__(self, pool, *, source_prefix: str = "") -> None:
+        self.pool = pool
+        self.partitions = PartitionCache()
+        self.source_prefix = source_prefix
+
+    def write(
+        self,
+        source: str,
+        batch_id: str,
+        writes: Sequence[TableWrite],
+        rejects: list[Reject],
+    ) -> BatchOutcome:
+        """Land ``writes`` and ``rejects`` of one batch in one transaction; returns after commit."""
+        outcome = BatchOutcome(rejects=list(rejects))
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for write in writes:
+                table = outcome.tables[write.spec.table] = TableOutcome()
+                self._drop_unpartitioned(conn, write, outcome)
+                if write.rows:
+                    outcome.rejects += self._land(conn, cur, write, table)
+            if outcome.rejects:
+                _copy_rows(
+                    cur,
+                    sql.SQL("raw.rejects"),
+                    ("source", "reason", "record", "record_index", "batch_id"),
+                    ((source, r.reason, r.record, r.index, batch_id) for r in outcome.rejects),
+                )
+            # one ledger row per table the batch touched; the rejects are counted on the first
+            for position, (name, table) in enumerate(outcome.tables.items()):
+                if position and not (table.accepted or table.duplicates):
+                    continue
+                cur.execute(
+                    "insert into quality.ingest_batches"
+                    " (batch_id, source, accepted, duplicates, rejected, accepted_by_day)"
+                    " values (%s, %s, %s, %s, %s, %s)",
+                    (
+                        batch_id,
+                        name,
+                        table.accepted,
+                        table.duplicates,
+                        0 if position else len(outcome.rejects),
+                        json.dumps({d.isoformat(): n for d, n in sorted(table.accepted_by_day.items())}),
+                    ),
+                )
+        return outcome
+
+    def _drop_unpartitioned(self, conn: psycopg.Connection, write: TableWrite, outcome: BatchOutcome) -> None:
+        """Move rows whose day has no partition to the rejects (a missing partition must not fail the batch)."""
+        p = write.spec.partition_index
+        missing = self.partitions.missing(conn, write.spec.table, {_day(r[p]) for r in write.rows})
+        if not missing:
+            return
+        keep = []
+        for i, row in enumerate(write.rows):
+            if _day(row[p]) in missing:
+                reason = f"no partition of raw.{write.spec.table} for {_day(row[p])} (run `telemetry-db partitions create`)"
+                outcome.rejects.append(write.reject(i, reason))
+            else:
+                keep.append(i)
+        write.rows = [write.rows[i] for i in keep]
+        write.indexes = [write.indexes[i] for i in keep]
+        write.messages = [write.messages[i] for i in keep]
+
+    def _land(
+        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+    ) -> list[Reject]:
+        """Land the rows of ``write``; returns rows the database refused."""
+        spec = write.spec
+        target = sql.Identifier("raw", spec.table)
+        p = spec.partition_index
+        try:
+            with conn.transaction():
+                _copy_rows(cur, target, spec.columns, write.rows)
+            outcome.accepted_by_day = Counter(_day(r[p]) for r in write.rows)
+            return []
+        except errors.UniqueViolation:
+            pass  # a retried batch or duplicates inside it: take the counting path below
+        except (errors.DataException, errors.IntegrityError):
+            return self._land_row_by_row(conn, cur, write, outcome)
+        self._land_deduplicated(conn, cur, write, outcome)
+        return []
+
+    def _land_deduplicated(
+        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+    ) -> None:
+        spec = write.spec
+        stage = sql.Identifier(f"stage_{spec.table}")
+        cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+        cur.execute(
+            sql.SQL("create temp table if not exists {} (like {} including defaults) on commit drop").format(
+                stage, sql.Identifier("raw", spec.table)
+            )
+        )
+        cur.execute(sql.SQL("truncate {}").format(stage))
+        _copy_rows(cur, stage, spec.columns, write.rows)
+        part_col = sql.Identifier(spec.partition_column)
+        for day in sorted({_day(r[spec.partition_index]) for r in write.rows}):
+            start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            cur.execute(
+                sql.SQL(
+                    "insert into {target} ({cols}) select {cols} from {stage}"
+                    " where {part} >= %s and {part} < %s on conflict do nothing"
+                ).format(target=sql.Identifier("raw", spec.table), cols=cols, stage=stage, part=part_col),
+                (start, start + dt.timedelta(days=1)),
+            )
+            if cur.rowcount:
+                outcome.accepted_by_day[day] = cur.rowcount
+        outcome.duplicates = len(write.rows) - outcome.accepted
+
+    def _land_row_by_row(
+        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+    ) -> list[Reject]:
+        """One savepoint per row; returns the rows the database refused as rejects."""
+        spec = write.spec
+        statement = sql.SQL("insert into {} ({}) values ({}) on conflict do nothing").format(
+            sql.Identifier("raw", spec.table),
+            sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(spec.columns)),
+        )
+        refused = []
+        for i, row in enumerate(write.rows):
+            try:
+                with conn.transaction():
+                    cur.execute(statement, row)
+            except (errors.DataException, errors.IntegrityError) as error:
+                refused.append(write.reject(i, f"refused by the database: {error.diag.message_primary or error}"))
+                continue
+            if cur.rowcount:
+                outcome.accepted_by_day[_day(row[spec.partition_index])] += 1
+            else:
+                outcome.duplicates += 1
+        return refused

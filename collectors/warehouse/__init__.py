@@ -1,0 +1,1 @@
+"""The raw and quality schemas: migrations, partitions, roles and database access."""

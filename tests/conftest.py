@@ -1,0 +1,61 @@
+"""Fixtures shared by every test: a real PostgreSQL and migrated warehouse databases.
+
+The server is the one ``TELEMETRY_DATABASE_URL`` names, else the local one on
+127.0.0.1:5432 (started when installed but down), else an embedded ``pgserver``.
+A template database is migrated once per session (partitions included); each
+test that asks for ``warehouse_url`` gets a fresh copy of it. Names carry the
+process id so that several test runs can share one server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collectors.config import RetentionDays
+from collectors.warehouse import local_postgres
+from collectors.warehouse.migrate import upgrade
+from collectors.warehouse.partitions import ensure_partitions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[local_postgres.PostgresServer]:
+    server = local_postgres.find_server(REPO_ROOT / ".state")
+    yield server
+    # an embedded server stops when its handle is released
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_server: local_postgres.PostgresServer) -> Iterator[str]:
+    name = f"telemetry_test_template_{os.getpid()}"
+    url = local_postgres.create_database(pg_server.url, name, drop=True)
+    upgrade(url)
+    with psycopg.connect(url) as conn:
+        ensure_partitions(conn, RetentionDays(), ahead_days=3)
+    yield url
+    local_postgres.drop_database(pg_server.url, name)
+
+
+@pytest.fixture
+def warehouse_url(pg_server: local_postgres.PostgresServer, template_url: str) -> Iterator[str]:
+    """A fresh, migrated warehouse database with partitions from the retention back to 3 days ahead."""
+    name = f"telemetry_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = local_postgres.create_database(
+        pg_server.url, name, template=local_postgres.database_name(template_url)
+    )
+    yield url
+    local_postgres.drop_database(pg_server.url, name)
+
+
+@pytest.fixture
+def db(warehouse_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test's warehouse database."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        yield conn

@@ -24,3 +24,19 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def dbt_env(url: str) -> dict[str, str]:
+    """Environment for ``dbt_project/profiles.yml``, derived from the one database URL.
+
+    dbt's postgres profile wants host, port, user, password and database apart;
+    they all come from ``TELEMETRY_DATABASE_URL`` through this function.
+    """
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    return {
+        "TELEMETRY_DB_HOST": str(info.get("host") or "127.0.0.1"),
+        "TELEMETRY_DB_PORT": str(info.get("port") or 5432),
+        "TELEMETRY_DB_USER": str(info.get("user") or "postgres"),
+        "TELEMETRY_DB_PASSWORD": str(info.get("password") or ""),
+        "TELEMETRY_DB_NAME": str(info.get("dbname") or "postgres"),
+    }

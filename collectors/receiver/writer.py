@@ -70,33 +70,21 @@ class PartitionCache:
 
     def __init__(self) -> None:
         self._days: dict[str, set[dt.date]] = {}
-        self._loaded_at = 0.0
+        self._loaded_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def _load(self, conn: psycopg.Connection) -> None:
-        days: dict[str, set[dt.date]] = {}
-        rows = conn.execute(
-            """
-            select p.relname, to_date(right(c.relname, 8), 'YYYYMMDD')
-            from pg_inherits i
-            join pg_class c on c.oid = i.inhrelid
-            join pg_class p on p.oid = i.inhparent
-            join pg_namespace n on n.oid = p.relnamespace
-            where n.nspname = 'raw'
-            """
-        ).fetchall()
-        for table, day in rows:
-            days.setdefault(table, set()).add(day)
-        self._days = days
-        self._loaded_at = time.monotonic()
+    def _load(self, conn: psycopg.Connection, table: str) -> None:
+        rows = conn.execute("select day from raw.partitions(%s)", (table,)).fetchall()
+        self._days[table] = {day for (day,) in rows}
+        self._loaded_at[table] = time.monotonic()
 
     def missing(self, conn: psycopg.Connection, table: str, days: Iterable[dt.date]) -> set[dt.date]:
         """The days among ``days`` that have no partition of ``table``."""
         wanted = set(days)
         with self._lock:
-            stale = time.monotonic() - self._loaded_at > PARTITION_CACHE_SECONDS
+            stale = time.monotonic() - self._loaded_at.get(table, 0.0) > PARTITION_CACHE_SECONDS
             if stale or not wanted <= self._days.get(table, set()):
-                self._load(conn)
+                self._load(conn, table)
             return wanted - self._days.get(table, set())
 
 

@@ -184,7 +184,7 @@ returns table (partition_name text, day date) language sql stable as $$
     join pg_class c on c.oid = i.inhrelid
     join pg_class p on p.oid = i.inhparent
     join pg_namespace n on n.oid = p.relnamespace
-    where n.nspname = 'raw' and p.relname = p_table
+    where n.nspname = 'raw' and p.relname = p_table and p.relkind = 'p' and c.relkind = 'r'
     order by 2
 $$;
 

@@ -1,0 +1,71 @@
+"""A directory of serialized requests that could not be delivered yet, replayed oldest first.
+
+Each file holds one request, written to a temporary name, fsynced and renamed,
+so a crash leaves either a whole file or none. A file is removed only after the
+receiver acknowledged its batch; a replay after a crash between ack and removal
+is harmless because the receiver deduplicates on natural keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SpoolFullError(OSError):
+    """The spool's disk is full (or over quota): the batch could not be kept. The caller still holds it."""
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    path: Path
+    method: str
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._sequence = 0
+
+    def put(self, method: str, request: bytes) -> SpooledBatch:
+        """Store one serialized request for ``method`` durably."""
+        self._sequence += 1
+        name = f"{time.time_ns():020d}-{os.getpid()}-{self._sequence:06d}.{method}.pb"
+        final = self.directory / name
+        partial = self.directory / f".{name}.partial"
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(request)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, final)
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolFullError(error.errno, f"spool {self.directory} is full; batch kept in memory") from error
+            raise
+        return SpooledBatch(final, method)
+
+    def batches(self) -> Iterator[SpooledBatch]:
+        """Spooled batches, oldest first."""
+        for path in sorted(self.directory.glob("*.pb")):
+            yield SpooledBatch(path, path.name.split(".")[-2])
+
+    def remove(self, batch: SpooledBatch) -> None:
+        batch.path.unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.directory.glob("*.pb"))

@@ -1,0 +1,1 @@
+"""The gRPC receiver: authenticates senders, validates records and lands batches in raw.*."""

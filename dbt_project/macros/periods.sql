@@ -1,0 +1,22 @@
+{#- Name of the period column of a mart of this grain: hour_start (timestamptz), day, week_start (date). -#}
+{% macro period_column(grain) -%}
+    {{ return({'hour': 'hour_start', 'day': 'day', 'week': 'week_start'}[grain]) }}
+{%- endmacro %}
+
+{#- The period column's value for a timestamptz period start. -#}
+{% macro period_value(expression, grain) -%}
+    {%- if grain == 'hour' -%}
+        {{ expression }}
+    {%- else -%}
+        {{ utc_date(expression) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- window_filter for the period column of a mart of this grain. -#}
+{% macro period_window_filter(grain) -%}
+    {%- if grain == 'hour' -%}
+        {{ window_filter(period_column(grain), grain) }}
+    {%- else -%}
+        {{ window_filter_date(period_column(grain), grain) }}
+    {%- endif -%}
+{%- endmacro %}

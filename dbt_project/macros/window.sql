@@ -1,0 +1,125 @@
+{#-
+  The run window. Airflow passes --vars '{"window_start": ..., "window_end": ...}' (ISO 8601);
+  an incremental model then recomputes every period (hour, day or week) that overlaps
+  [window_start, window_end) from the raw rows of those periods, and delete+insert replaces
+  exactly those periods. With aligned windows (the DAGs' intervals) that is exactly the window.
+  Without the vars, or with --full-refresh, the window is inactive and models read everything.
+
+  Bounds are rendered as timestamp literals computed here, so PostgreSQL prunes the raw
+  tables' day partitions at plan time: a run costs what its window holds, not the history.
+-#}
+
+{#- True on --full-refresh; a macro of its own so unit tests can override it. -#}
+{% macro telemetry_full_refresh() -%}
+    {{ return(flags.FULL_REFRESH) }}
+{%- endmacro %}
+
+{% macro telemetry_window() -%}
+    {%- if telemetry_full_refresh() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set raw_start = var('window_start', none) -%}
+    {%- set raw_end = var('window_end', none) -%}
+    {%- if raw_start is none and raw_end is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if raw_start is none or raw_end is none -%}
+        {{ exceptions.raise_compiler_error("vars window_start and window_end go together; got window_start=" ~ raw_start ~ ", window_end=" ~ raw_end) }}
+    {%- endif -%}
+    {%- set start = telemetry_parse_timestamp(raw_start, 'window_start') -%}
+    {%- set end = telemetry_parse_timestamp(raw_end, 'window_end') -%}
+    {%- if start >= end -%}
+        {{ exceptions.raise_compiler_error("window_start (" ~ raw_start ~ ") must be before window_end (" ~ raw_end ~ ")") }}
+    {%- endif -%}
+    {{ return({'start': start, 'end': end}) }}
+{%- endmacro %}
+
+{% macro telemetry_parse_timestamp(value, name) -%}
+    {%- set text = (value | string) | replace('Z', '+00:00') | replace(' ', 'T') -%}
+    {%- set parsed = none -%}
+    {%- if modules.re.match('^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?)?([+-]\\d{2}:\\d{2})?$', text) -%}
+        {%- set parsed = modules.datetime.datetime.fromisoformat(text) -%}
+    {%- endif -%}
+    {%- if parsed is none -%}
+        {{ exceptions.raise_compiler_error("var " ~ name ~ "=" ~ value ~ " is not an ISO 8601 timestamp") }}
+    {%- endif -%}
+    {%- if parsed.tzinfo is none -%}
+        {%- set parsed = parsed.replace(tzinfo=modules.pytz.utc) -%}
+    {%- endif -%}
+    {{ return(parsed.astimezone(modules.pytz.utc)) }}
+{%- endmacro %}
+
+{#- Length of one period of the grain; fixed lengths, so no session time zone can bend them. -#}
+{% macro grain_interval(grain) -%}
+    {%- if grain == 'hour' -%} interval '1 hour'
+    {%- elif grain == 'day' -%} interval '24 hours'
+    {%- elif grain == 'week' -%} interval '168 hours'
+    {%- else -%} {{ exceptions.raise_compiler_error("unknown grain " ~ grain) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro grain_timedelta(grain) -%}
+    {%- set hours = {'hour': 1, 'day': 24, 'week': 168}[grain] -%}
+    {{ return(modules.datetime.timedelta(hours=hours)) }}
+{%- endmacro %}
+
+{#- Start of the UTC period (hour, day, week from Monday) that holds ts (a python datetime). -#}
+{% macro floor_to_grain(ts, grain) -%}
+    {%- set t = ts.replace(minute=0, second=0, microsecond=0) -%}
+    {%- if grain in ('day', 'week') -%}
+        {%- set t = t.replace(hour=0) -%}
+    {%- endif -%}
+    {%- if grain == 'week' -%}
+        {%- set t = t - modules.datetime.timedelta(days=t.weekday()) -%}
+    {%- endif -%}
+    {{ return(t) }}
+{%- endmacro %}
+
+{#- [first period start, last period end) of the periods of `grain` that overlap the window. -#}
+{% macro window_period_bounds(grain) -%}
+    {%- set w = telemetry_window() -%}
+    {%- if w is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set lower = floor_to_grain(w.start, grain) -%}
+    {%- set upper = floor_to_grain(w.end - modules.datetime.timedelta(microseconds=1), grain) + grain_timedelta(grain) -%}
+    {{ return({'lower': lower, 'upper': upper}) }}
+{%- endmacro %}
+
+{% macro timestamp_literal(ts) -%}
+    '{{ ts.isoformat() }}'::timestamptz
+{%- endmacro %}
+
+{#-
+  SQL predicate keeping the rows of `column` (timestamptz) inside the periods of `grain` that
+  overlap the window, widened by `margin_periods` periods on both sides; `true` when inactive.
+-#}
+{% macro window_filter(column, grain, margin_periods=0) -%}
+    {%- set bounds = window_period_bounds(grain) -%}
+    {%- if bounds is none -%}
+        true
+    {%- else -%}
+        {%- set margin = grain_timedelta(grain) * margin_periods -%}
+        {{ column }} >= {{ timestamp_literal(bounds.lower - margin) }} and {{ column }} < {{ timestamp_literal(bounds.upper + margin) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The same for a `date` column (daily and weekly marts). -#}
+{% macro window_filter_date(column, grain) -%}
+    {%- set bounds = window_period_bounds(grain) -%}
+    {%- if bounds is none -%}
+        true
+    {%- else -%}
+        {{ column }} >= '{{ bounds.lower.date().isoformat() }}'::date and {{ column }} < '{{ bounds.upper.date().isoformat() }}'::date
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The UTC period start of a timestamptz expression. -#}
+{% macro period_start(expression, grain) -%}
+    date_trunc('{{ grain }}', {{ expression }}, 'UTC')
+{%- endmacro %}
+
+{#- The UTC calendar date of a timestamptz expression. -#}
+{% macro utc_date(expression) -%}
+    ({{ expression }} at time zone 'UTC')::date
+{%- endmacro %}

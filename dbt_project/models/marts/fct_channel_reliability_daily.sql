@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='day',
+        tags=['daily'],
+    )
+}}
+
+-- the model is the macro channel_reliability (macros/reliability.sql) at the day grain
+{{ channel_reliability('day') }}

@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='hour_start',
+        tags=['hourly'],
+    )
+}}
+
+-- the model is the macro channel_reliability (macros/reliability.sql) at the hour grain
+{{ channel_reliability('hour') }}

@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='week_start',
+        tags=['weekly'],
+    )
+}}
+
+-- the model is the macro channel_reliability (macros/reliability.sql) at the week grain
+{{ channel_reliability('week') }}

@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='hour_start',
+        tags=['hourly'],
+    )
+}}
+
+-- the model is the macro overall_reliability (macros/reliability.sql) at the hour grain
+{{ overall_reliability('hour') }}

@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='week_start',
+        tags=['weekly'],
+    )
+}}
+
+-- the model is the macro overall_reliability (macros/reliability.sql) at the week grain
+{{ overall_reliability('week') }}

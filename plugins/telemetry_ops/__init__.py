@@ -1,0 +1,1 @@
+"""Operations the Airflow DAGs run (dbt builds, validation, cleanup), importable without Airflow."""

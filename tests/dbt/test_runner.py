@@ -1,0 +1,71 @@
+"""telemetry_ops.dbt: the window goes to dbt as vars, failures name their nodes, run results are kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from telemetry_ops import dbt
+
+from tests.dbt.conftest import DbtWarehouse
+from tests.dbt.raw_rows import DAY
+
+DAY_START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+
+
+def test_run_results_are_kept_where_the_caller_says(warehouse: DbtWarehouse) -> None:
+    result = warehouse.build(
+        "fct_event_counts_daily", DAY_START, DAY_START + dt.timedelta(days=1), name="kept", data_tests=False
+    )
+    results = json.loads(result.run_results_path.read_text())
+    assert result.run_results_path.parent == warehouse.target_root / "kept"
+    assert [r["unique_id"] for r in results["results"]] == ["model.telemetry.fct_event_counts_daily"]
+    assert results["args"]["vars"] == {
+        "window_start": "2026-11-03T00:00:00+00:00",
+        "window_end": "2026-11-04T00:00:00+00:00",
+    }
+    assert result.statuses() == {"model.telemetry.fct_event_counts_daily": "success"}
+
+
+def test_a_segment_length_that_does_not_divide_the_day_fails_loudly(warehouse: DbtWarehouse) -> None:
+    before = warehouse.rows("select day_log::text from marts.fct_telemetry_day order by day")
+    with pytest.raises(dbt.DbtBuildError) as failure:
+        warehouse.build(
+            "fct_telemetry_day",
+            DAY_START,
+            DAY_START + dt.timedelta(days=1),
+            name="bad-segments",
+            vars={"segment_minutes": 7},
+        )
+    assert failure.value.failed_nodes == ["model.telemetry.fct_telemetry_day"]
+    assert "segment_minutes=7 must be a positive integer that divides 1440" in str(failure.value)
+    assert warehouse.rows("select day_log::text from marts.fct_telemetry_day order by day") == before
+
+
+def test_a_failing_data_test_is_named(warehouse: DbtWarehouse) -> None:
+    warehouse.rows(
+        "insert into marts.fct_reliability_daily (day, reliability) values ('1999-01-01', 2) returning 1"
+    )
+    try:
+        with pytest.raises(dbt.DbtBuildError) as failure:
+            warehouse.build(
+                "fct_reliability_daily",
+                DAY_START,
+                DAY_START + dt.timedelta(days=1),
+                name="failing-test",
+            )
+        assert any(
+            "value_between_fct_reliability_daily_reliability" in node for node in failure.value.failed_nodes
+        )
+        assert all(node.startswith("test.") for node in failure.value.failed_nodes)
+    finally:
+        warehouse.rows("delete from marts.fct_reliability_daily where day = '1999-01-01' returning 1")
+
+
+def test_windows_must_be_aware_and_non_empty() -> None:
+    naive = dt.datetime(2026, 11, 3)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        dbt.build("x", naive, naive + dt.timedelta(hours=1), database_url="postgresql://unused/db")
+    with pytest.raises(ValueError, match="empty window"):
+        dbt.build("x", DAY_START, DAY_START, database_url="postgresql://unused/db")

@@ -1,0 +1,5 @@
+import sys
+
+from collectors.host.cli import main
+
+sys.exit(main())

@@ -9,7 +9,8 @@
   r = max(1, ceil(q * n)) in ascending order: walk the zero bucket first (value 0), then the
   buckets by ascending index, and take the first whose cumulative count reaches r. A bucket i is
   reported as 2 * gamma^i / (gamma + 1), whose relative error to any value of the bucket is at
-  most a (0.5 %); a zero-bucket rank is reported as 0 exactly.
+  most a (0.5 %), rounded to 6 decimals (so the value does not depend on the last bits of
+  floating point); a zero-bucket rank is reported as 0 exactly.
 
   `merged_histogram_quantiles(buckets, keys, quantiles)` renders a select over the relation or
   CTE `buckets`, which has the `keys` columns, `bucket_order` (bucket index, or
@@ -24,7 +25,7 @@
 {% macro histogram_bucket_value(bucket_index) -%}
     {%- set a = var('histogram_relative_accuracy', 0.005) | float -%}
     {%- set gamma = '((1 + ' ~ a ~ ') / (1 - ' ~ a ~ '))::double precision' -%}
-    (2 * power({{ gamma }}, {{ bucket_index }}) / ({{ gamma }} + 1))
+    round((2 * power({{ gamma }}, {{ bucket_index }}) / ({{ gamma }} + 1))::numeric, 6)::double precision
 {%- endmacro %}
 
 {% macro quantile_column_name(q) -%}

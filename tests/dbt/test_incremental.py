@@ -11,7 +11,7 @@ DAY_START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
 HOURLY_MARTS = {
     "fct_channel_reliability_hourly": "hour_start",
     "fct_reliability_hourly": "hour_start",
-    #     "fct_host_metrics_hourly": "hour_start",
+    "fct_host_metrics_hourly": "hour_start",
 }
 DAILY_MARTS = {
     "fct_telemetry_day": "day",
@@ -19,14 +19,14 @@ DAILY_MARTS = {
     "fct_channel_reliability_daily": "day",
     "fct_reliability_daily": "day",
     "fct_event_counts_daily": "day",
-    #     "fct_host_metrics_daily": "day",
+    "fct_host_metrics_daily": "day",
 }
 WEEKLY_MARTS = {
     "fct_telemetry_week": "week_start",
     "fct_minutes_per_user_weekly": "week_start",
     "fct_channel_reliability_weekly": "week_start",
     "fct_reliability_weekly": "week_start",
-    #     "fct_host_metrics_weekly": "week_start",
+    "fct_host_metrics_weekly": "week_start",
 }
 
 

@@ -16,7 +16,6 @@ final as (
         samples,
         cpu_percent,
         cpu_percent_max,
-        cpu_percent_per_core,
         load_average_1m,
         load_average_5m,
         load_average_15m,

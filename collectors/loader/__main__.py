@@ -1,0 +1,5 @@
+import sys
+
+from collectors.loader.cli import main
+
+sys.exit(main())

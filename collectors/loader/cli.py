@@ -1,0 +1,153 @@
+"""``telemetry-load-events``: load telemetry_event_v1 JSON Lines files into the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import psycopg
+from pydantic import ValidationError
+
+from collectors.client import IngestClient
+from collectors.config import Settings
+from collectors.loader import sinks
+from collectors.loader.loader import DEFAULT_BATCH_LINES, FileReport, load_file
+
+PROG = "telemetry-load-events"
+SHOWN_REJECTS = 10
+
+
+def ingest_token() -> str:
+    """The bearer token: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
+    token = os.environ.get("TELEMETRY_TOKEN", "").strip()
+    if token:
+        return token
+    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
+    return tokens[0] if tokens else ""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Load telemetry_event_v1 JSON Lines files (one object a line: schema_version, channel, event, "
+            "timestamp ISO 8601, payload object, and event_id/user_id/session_id when present; .gz too). "
+            "Every line is validated with the receiver's rules; timestamps are normalised to UTC; a line "
+            "without event_id gets a deterministic one, so loading a file again adds nothing. Invalid lines "
+            "go to raw.rejects with file name, line number and reason."
+        ),
+        epilog=(
+            "Destination: --target sends through the receiver (token from TELEMETRY_TOKEN or "
+            "TELEMETRY_INGEST_TOKENS); otherwise rows are COPYed straight into --database-url, one "
+            "transaction per file. Exit status: 0 loaded (rejects are recorded, not fatal), 1 --strict "
+            "stopped or the destination failed, 2 bad usage."
+        ),
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="JSON Lines files (.jsonl or .jsonl.gz)")
+    parser.add_argument("--target", help="receiver host:port; send through the receiver instead of COPY")
+    parser.add_argument(
+        "--database-url",
+        help="warehouse URL [TELEMETRY_DATABASE_URL]; with --target it is used only to store refused lines",
+    )
+    parser.add_argument("--strict", action="store_true", help="stop at the first invalid line; land nothing of it")
+    parser.add_argument("--dry-run", action="store_true", help="validate only; land nothing")
+    parser.add_argument("--default-user-id", default="", help="user id for lines that carry none [refuse them]")
+    parser.add_argument("--batch-lines", type=int, default=DEFAULT_BATCH_LINES, help="lines per batch [%(default)s]")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bar")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the totals")
+    args = parser.parse_args(argv)
+    if args.batch_lines < 1:
+        parser.error("--batch-lines must be at least 1")
+    for path in args.files:
+        if not path.is_file():
+            parser.error(f"no such file: {path}")
+    return args
+
+
+def print_report(report: FileReport, quiet: bool) -> None:
+    state = "STOPPED (--strict), nothing landed" if report.stopped else "done"
+    print(
+        f"{report.path}: {state}; {report.lines} lines, {report.accepted} landed, "
+        f"{report.duplicates} duplicates, {report.rejected} rejected, {report.blank} blank",
+        file=sys.stderr,
+    )
+    if report.stopped:
+        print(f"  first invalid line {report.stopped}", file=sys.stderr)
+    if quiet or not report.rejects:
+        return
+    for reason, count in report.reasons().most_common():
+        print(f"  {count:>8} x {reason}", file=sys.stderr)
+    for number, reason in report.rejects[:SHOWN_REJECTS]:
+        print(f"  line {number}: {reason}", file=sys.stderr)
+    if report.rejected > SHOWN_REJECTS:
+        print(f"  ... and {report.rejected - SHOWN_REJECTS} more (see raw.rejects)", file=sys.stderr)
+
+
+def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
+    if args.dry_run:
+        return sinks.ValidationSink(settings)
+    if args.target:
+        token = ingest_token()
+        if not token:
+            raise SystemExit(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS) to use --target")
+        client = IngestClient(args.target, token)
+        return sinks.ReceiverSink(client, settings, args.database_url or os.environ.get("TELEMETRY_DATABASE_URL"))
+    return sinks.DatabaseSink(args.database_url or settings.database_url, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"{PROG}: invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+
+    try:
+        sink = make_sink(args, settings)
+    except psycopg.OperationalError as error:
+        print(f"{PROG}: cannot connect to the warehouse: {error}", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    reports: list[FileReport] = []
+    options = {"batch_lines": args.batch_lines, "default_user_id": args.default_user_id}
+    try:
+        for path in args.files:
+            if args.strict and args.target and not args.dry_run:
+                # the receiver acknowledges batch by batch: check the whole file before sending any of it
+                check = load_file(path, sinks.ValidationSink(settings), strict=True, **options)
+                if check.stopped:
+                    reports.append(check)
+                    print_report(check, args.quiet)
+                    break
+            report = load_file(path, sink, strict=args.strict, progress=show_progress, **options)
+            reports.append(report)
+            print_report(report, args.quiet)
+            if report.stopped:
+                break
+    except (psycopg.Error, grpc.RpcError, OSError) as error:
+        print(f"{PROG}: loading stopped: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sink.close()
+        client = getattr(sink, "client", None)
+        if client is not None:
+            client.close()
+    elapsed = time.perf_counter() - started
+    lines = sum(r.lines for r in reports)
+    accepted = sum(r.accepted for r in reports)
+    duplicates = sum(r.duplicates for r in reports)
+    rejected = sum(r.rejected for r in reports)
+    print(
+        f"{PROG}: {len(reports)} file(s), {lines} lines in {elapsed:.1f} s; "
+        f"landed {accepted}, duplicates {duplicates}, rejected {rejected}" + (" (dry run)" if args.dry_run else ""),
+        file=sys.stderr,
+    )
+    return 1 if any(r.stopped for r in reports) else 0

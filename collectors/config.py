@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_future_seconds: int = Field(300, ge=0)
     workers: int = Field(8, ge=1)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    db_wait_seconds: float = Field(5.0, gt=0)  # longest wait of a batch for a database connection
 
     # Partitions created ahead of time, in days
     partitions_ahead_days: int = Field(3, ge=1)

@@ -47,9 +47,7 @@ def template_url(pg_server: local_postgres.PostgresServer) -> Iterator[str]:
 def warehouse_url(pg_server: local_postgres.PostgresServer, template_url: str) -> Iterator[str]:
     """A fresh, migrated warehouse database with partitions from the retention back to 3 days ahead."""
     name = f"telemetry_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = local_postgres.create_database(
-        pg_server.url, name, template=local_postgres.database_name(template_url)
-    )
+    url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
     yield url
     local_postgres.drop_database(pg_server.url, name)
 

@@ -47,7 +47,9 @@ KINDS: dict[str, Kind] = {
     "minute_snapshots": Kind(
         "PushMinuteSnapshots", pb.PushMinuteSnapshotsRequest, pb.PushMinuteSnapshotsResponse, "snapshots"
     ),
-    "message_samples": Kind("PushMessageSamples", pb.PushMessageSamplesRequest, pb.PushMessageSamplesResponse, "samples"),
+    "message_samples": Kind(
+        "PushMessageSamples", pb.PushMessageSamplesRequest, pb.PushMessageSamplesResponse, "samples"
+    ),
     "host_minutes": Kind("PushHostMinutes", pb.PushHostMinutesRequest, pb.PushHostMinutesResponse, "records"),
     "product_events": Kind("PushProductEvents", pb.PushProductEventsRequest, pb.PushProductEventsResponse, "events"),
 }

@@ -24,10 +24,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--listen", help="host:port to serve gRPC on [TELEMETRY_LISTEN, default 127.0.0.1:50051]")
-    parser.add_argument("--database-url", help="warehouse URL [TELEMETRY_INGEST_DATABASE_URL or TELEMETRY_DATABASE_URL]")
-    parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port, 0 = off [TELEMETRY_METRICS_PORT, 9464]")
-    parser.add_argument("--workers", type=int, help="concurrent batches (threads and connections) [TELEMETRY_WORKERS, 8]")
-    parser.add_argument("--tls-cert", type=Path, help="PEM certificate; enables TLS with --tls-key [TELEMETRY_TLS_CERT_FILE]")
+    parser.add_argument(
+        "--database-url", help="warehouse URL [TELEMETRY_INGEST_DATABASE_URL or TELEMETRY_DATABASE_URL]"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, help="Prometheus /metrics port, 0 = off [TELEMETRY_METRICS_PORT, 9464]"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="concurrent batches (threads and connections) [TELEMETRY_WORKERS, 8]"
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate; enables TLS with --tls-key [TELEMETRY_TLS_CERT_FILE]"
+    )
     parser.add_argument("--tls-key", type=Path, help="PEM private key [TELEMETRY_TLS_KEY_FILE]")
     parser.add_argument(
         "--prepare-database",

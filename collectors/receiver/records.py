@@ -9,6 +9,7 @@ act on. Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -265,7 +266,7 @@ def histogram_json(h: pb.LogHistogram, field: str) -> str:
     if len(h.bucket_index) > MAX_HISTOGRAM_BUCKETS:
         raise RecordRefused(f"{field} has more than {MAX_HISTOGRAM_BUCKETS} buckets")
     index = list(h.bucket_index)
-    if any(b <= a for a, b in zip(index, index[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(index)):
         raise RecordRefused(f"{field}: bucket_index must be strictly ascending")
     counts = list(h.bucket_count)
     if any(c <= 0 or c > INT64_MAX for c in counts) or h.zero_count > INT64_MAX:

@@ -30,6 +30,7 @@ class Receiver:
             max_size=settings.workers,
             kwargs={"options": "-c timezone=UTC", "connect_timeout": 10},
             check=ConnectionPool.check_connection,
+            timeout=settings.db_wait_seconds,  # then UNAVAILABLE, and the client retries
             open=False,
             name="receiver",
         )

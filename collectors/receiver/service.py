@@ -97,7 +97,10 @@ class IngestService:
             request.ParseFromString(payload)
         except DecodeError as error:
             metrics.BATCHES.labels(source, "malformed").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid {endpoint.request.__name__}: {error}")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request is not a valid {endpoint.request.__name__}: {error}",
+            )
         items = getattr(request, endpoint.field)
         if not items:
             metrics.BATCHES.labels(source, "empty").inc()

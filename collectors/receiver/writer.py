@@ -157,7 +157,9 @@ class BatchWriter:
         keep = []
         for i, row in enumerate(write.rows):
             if _day(row[p]) in missing:
-                reason = f"no partition of raw.{write.spec.table} for {_day(row[p])} (run `telemetry-db partitions create`)"
+                reason = (
+                    f"no partition of raw.{write.spec.table} for {_day(row[p])} (run `telemetry-db partitions create`)"
+                )
                 outcome.rejects.append(write.reject(i, reason))
             else:
                 keep.append(i)

@@ -65,7 +65,9 @@ def host_minute(host_id: str = "host-1", minutes_ago: int = 1) -> pb.HostMinute:
     )
 
 
-def event(event_id: str, name: str = "app_open", channel: str = "app", minutes_ago: int = 1, **payload: object) -> pb.ProductEvent:
+def event(
+    event_id: str, name: str = "app_open", channel: str = "app", minutes_ago: int = 1, **payload: object
+) -> pb.ProductEvent:
     return pb.ProductEvent(
         event_id=event_id,
         schema_version="telemetry_event_v1",

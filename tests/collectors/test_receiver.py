@@ -82,9 +82,7 @@ def test_resending_a_batch_adds_nothing_and_reports_duplicates(receiver: Receive
     ).fetchone() == (11, 12)
 
 
-def test_bad_records_go_to_rejects_with_reasons_and_the_rest_lands(
-    receiver: Receiver, db: psycopg.Connection
-) -> None:
+def test_bad_records_go_to_rejects_with_reasons_and_the_rest_lands(receiver: Receiver, db: psycopg.Connection) -> None:
     good = records.snapshot("good")
     no_server = records.snapshot("")
     future = records.snapshot("future", minutes_ago=-10)
@@ -118,12 +116,18 @@ def test_bad_records_go_to_rejects_with_reasons_and_the_rest_lands(
     [
         (lambda e: setattr(e, "payload_json", "[1, 2]"), "payload must be a JSON object"),
         (lambda e: setattr(e, "payload_json", '{"x": NaN}'), "payload contains NaN, which is not JSON"),
-        (lambda e: setattr(e, "payload_json", '{"x": "' + "a" * 20000 + '"}'), "payload is larger than 16384 bytes"),
+        (
+            lambda e: setattr(e, "payload_json", '{"x": "' + "a" * 20000 + '"}'),
+            "payload is larger than 16384 bytes",
+        ),
         (lambda e: setattr(e, "payload_json", '{"x": "\\u0000"}'), "payload contains a NUL character"),
         (lambda e: setattr(e, "schema_version", "v2"), "schema_version must be 'telemetry_event_v1'"),
         (lambda e: setattr(e, "user_id", "u" * 129), "user_id is longer than 128 characters"),
         (lambda e: e.ClearField("timestamp"), "timestamp is required"),
-        (lambda e: e.timestamp.FromDatetime(dt.datetime(1999, 1, 1)), "timestamp is older than the retention of 90 days"),
+        (
+            lambda e: e.timestamp.FromDatetime(dt.datetime(1999, 1, 1)),
+            "timestamp is older than the retention of 90 days",
+        ),
     ],
 )
 def test_event_validation(client: IngestClient, db: psycopg.Connection, change, reason: str) -> None:
@@ -151,7 +155,10 @@ def test_host_metrics_must_be_finite_and_in_range(client: IngestClient) -> None:
 
 
 def test_account_created_events_also_land_in_accounts(client: IngestClient, db: psycopg.Connection) -> None:
-    events = [records.event("a1", name="account_created", channel="user"), records.event("x", name="app_open")]
+    events = [
+        records.event("a1", name="account_created", channel="user"),
+        records.event("x", name="app_open"),
+    ]
     assert client.push_product_events(events).accepted == 2
     assert client.push_product_events(events).duplicates == 2
     assert db.execute("select event_id, user_id from raw.accounts_created").fetchall() == [("a1", "user-1")]
@@ -168,7 +175,10 @@ def test_wrong_or_missing_token_is_unauthenticated_and_writes_nothing(
         assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert count(db, "raw.message_samples") == 0
     assert count(db, "quality.ingest_batches") == 0
-    with IngestClient(f"127.0.0.1:{receiver.port}", "wrong") as bad_client, pytest.raises(IngestError) as refused:
+    with (
+        IngestClient(f"127.0.0.1:{receiver.port}", "wrong") as bad_client,
+        pytest.raises(IngestError) as refused,
+    ):
         bad_client.push_message_samples([records.sample("m1")])
     assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
 
@@ -182,7 +192,9 @@ def test_empty_malformed_and_oversized_batches_get_status_codes(receiver: Receiv
         (pb.PushMessageSamplesRequest().SerializeToString(), grpc.StatusCode.INVALID_ARGUMENT),
         (b"\xff\xff\xff\xff", grpc.StatusCode.INVALID_ARGUMENT),
         (
-            pb.PushMessageSamplesRequest(samples=[records.sample(f"m{i}" * 100) for i in range(20000)]).SerializeToString(),
+            pb.PushMessageSamplesRequest(
+                samples=[records.sample(f"m{i}" * 100) for i in range(20000)]
+            ).SerializeToString(),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
         ),
     ]
@@ -195,7 +207,11 @@ def test_empty_malformed_and_oversized_batches_get_status_codes(receiver: Receiv
 
 def test_too_many_records_is_resource_exhausted(warehouse_url: str, db: psycopg.Connection) -> None:
     settings = Settings(
-        database_url=warehouse_url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN, max_batch_records=5
+        database_url=warehouse_url,
+        listen="127.0.0.1:0",
+        metrics_port=0,
+        ingest_tokens=TOKEN,
+        max_batch_records=5,
     )
     small = Receiver(settings).start()
     try:
@@ -215,7 +231,9 @@ def test_rows_without_partition_are_rejected_not_failing_the_batch(
     client: IngestClient, db: psycopg.Connection
 ) -> None:
     old = records.snapshot("old", minutes_ago=5 * 24 * 60)
-    db.execute("drop table raw.minute_snapshots_p" + (dt.datetime.now(dt.UTC) - dt.timedelta(days=5)).strftime("%Y%m%d"))
+    db.execute(
+        "drop table raw.minute_snapshots_p" + (dt.datetime.now(dt.UTC) - dt.timedelta(days=5)).strftime("%Y%m%d")
+    )
     result = client.push_minute_snapshots([old, records.snapshot("new")])
     assert result.accepted == 1
     assert result.rejects[0][0] == 0 and "no partition of raw.minute_snapshots" in result.rejects[0][1]

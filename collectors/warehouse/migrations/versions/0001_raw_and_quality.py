@@ -189,7 +189,9 @@ returns table (partition_name text, day date) language sql stable as $$
 $$;
 
 -- Partitions whose whole day lies more than p_days days before p_today.
-create function raw.partitions_older_than(p_table text, p_days integer, p_today date default (now() at time zone 'UTC')::date)
+create function raw.partitions_older_than(
+    p_table text, p_days integer, p_today date default (now() at time zone 'UTC')::date
+)
 returns table (partition_name text, day date) language sql stable as $$
     select partition_name, day from raw.partitions(p_table) where day < p_today - p_days order by day
 $$;

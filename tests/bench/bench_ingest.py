@@ -1,0 +1,118 @@
+"""Receiver throughput end to end (client -> gRPC -> validation -> COPY -> commit -> ack) against plain COPY.
+
+Both move the same message samples into the same day-partitioned table with
+its unique key, in 2,000-row batches with one transaction per batch, in the
+same run. The receiver runs as its own process (as in production); the client
+keeps a few batches in flight.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+from psycopg import sql
+
+from collectors.client import IngestClient
+from collectors.config import RetentionDays
+from collectors.proto.telemetry.v1 import ingest_pb2 as pb
+from collectors.receiver import records
+from collectors.receiver.writer import _copy_rows
+from collectors.warehouse import local_postgres
+from collectors.warehouse.migrate import upgrade
+from collectors.warehouse.partitions import ensure_partitions
+from tests.collectors.conftest import free_port, wait_serving
+
+ROWS = 200_000
+BATCH = 2_000
+TOKEN = "bench-token-0123456789"
+
+
+def make_samples(now: dt.datetime) -> list[pb.MessageSample]:
+    samples = []
+    for i in range(ROWS):
+        sent = now - dt.timedelta(seconds=i % 3600 + 60)
+        sample = pb.MessageSample(
+            message_id=f"msg-{i:08d}",
+            channel_id=f"channel-{i % 50}",
+            receiver_public_key=f"0x04{i % 500:060x}",
+            topics=b"\x00\x01\x02\x03",
+            envelope_id=f"env-{i:08d}",
+        )
+        sample.sent_at.FromDatetime(sent)
+        sample.received_at.FromDatetime(sent + dt.timedelta(seconds=1))
+        samples.append(sample)
+    return samples
+
+
+def copy_baseline(url: str, samples: list[pb.MessageSample]) -> float:
+    """Plain psycopg COPY of the same rows, 2,000 per transaction; returns rows/s."""
+    limits = records.Limits(now=dt.datetime.now(dt.UTC), retention_days=7)
+    batch_id = str(uuid.uuid4())
+    rows = [records.sample_row(s, limits, batch_id) for s in samples]
+    table = sql.Identifier("raw", "message_samples")
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        started = time.perf_counter()
+        for start in range(0, len(rows), BATCH):
+            _copy_rows(cur, table, records.MESSAGE_SAMPLES.columns, rows[start : start + BATCH])
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        cur.execute("truncate raw.message_samples")
+        conn.commit()
+    return len(rows) / elapsed
+
+
+def receiver_throughput(url: str, samples: list[pb.MessageSample]) -> float:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TELEMETRY_DATABASE_URL": url,
+        "TELEMETRY_INGEST_TOKENS": TOKEN,
+        "TELEMETRY_METRICS_PORT": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collectors.receiver.cli", "--listen", f"127.0.0.1:{port}", "--workers", "4"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        with IngestClient(f"127.0.0.1:{port}", TOKEN, max_batch_records=BATCH, max_in_flight=3) as client:
+            started = time.perf_counter()
+            result = client.push_message_samples(samples)
+            elapsed = time.perf_counter() - started
+        if result.accepted != len(samples):
+            raise RuntimeError(f"receiver accepted {result.accepted} of {len(samples)}: {result.rejects[:3]}")
+    finally:
+        process.terminate()
+        process.wait(30)
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("select count(*) from raw.message_samples").fetchone()[0]
+    if stored != len(samples):
+        raise RuntimeError(f"{stored} rows stored, {len(samples)} acknowledged")
+    return len(samples) / elapsed
+
+
+def run(server_url: str) -> dict[str, float]:
+    name = f"bench_ingest_{os.getpid()}"
+    url = local_postgres.create_database(server_url, name, drop=True)
+    try:
+        upgrade(url)
+        with psycopg.connect(url) as conn:
+            ensure_partitions(conn, RetentionDays(), ahead_days=1, back_days=2)
+        samples = make_samples(dt.datetime.now(dt.UTC))
+        copy_rate = copy_baseline(url, samples)
+        receiver_rate = receiver_throughput(url, samples)
+    finally:
+        local_postgres.drop_database(server_url, name)
+    return {
+        "ingest.copy_records_per_s": round(copy_rate),
+        "ingest.receiver_records_per_s": round(receiver_rate),
+        "ingest.receiver_vs_copy": round(receiver_rate / copy_rate, 3),
+    }

@@ -1,0 +1,1 @@
+"""A deterministic population player: game servers, chat channels, app users and hosts, with ground truth."""

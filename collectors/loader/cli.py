@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from collectors.client import IngestClient
 from collectors.config import Settings
 from collectors.loader import sinks
-from collectors.loader.loader import DEFAULT_BATCH_LINES, FileReport, load_file
+from collectors.loader.loader import DEFAULT_BATCH_LINES, PARALLEL_MIN_BYTES, FileReport, load_file, worker_pool
 
 PROG = "telemetry-load-events"
 SHOWN_REJECTS = 10
@@ -56,12 +56,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="stop at the first invalid line; land nothing of it")
     parser.add_argument("--dry-run", action="store_true", help="validate only; land nothing")
     parser.add_argument("--default-user-id", default="", help="user id for lines that carry none [refuse them]")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes parsing and validating files of 8 MiB or more; 0 = in this process [%(default)s]",
+    )
     parser.add_argument("--batch-lines", type=int, default=DEFAULT_BATCH_LINES, help="lines per batch [%(default)s]")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bar")
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the totals")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
     if args.batch_lines < 1:
         parser.error("--batch-lines must be at least 1")
     for path in args.files:
@@ -90,15 +98,16 @@ def print_report(report: FileReport, quiet: bool) -> None:
 
 
 def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
+    user = {"default_user_id": args.default_user_id}
     if args.dry_run:
-        return sinks.ValidationSink(settings)
+        return sinks.ValidationSink(settings, **user)
     if args.target:
         token = ingest_token()
         if not token:
             raise SystemExit(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS) to use --target")
-        client = IngestClient(args.target, token)
-        return sinks.ReceiverSink(client, settings, args.database_url or os.environ.get("TELEMETRY_DATABASE_URL"))
-    return sinks.DatabaseSink(args.database_url or settings.database_url, settings)
+        rejects_url = args.database_url or os.environ.get("TELEMETRY_DATABASE_URL")
+        return sinks.ReceiverSink(IngestClient(args.target, token), rejects_url, **user)
+    return sinks.DatabaseSink(args.database_url or settings.database_url, settings, **user)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     started = time.perf_counter()
     reports: list[FileReport] = []
-    options = {"batch_lines": args.batch_lines, "default_user_id": args.default_user_id}
+    large = any(path.stat().st_size >= PARALLEL_MIN_BYTES for path in args.files)
+    pool = worker_pool(args.workers) if args.workers and large else None
+    options = {"batch_lines": args.batch_lines, "pool": pool, "window": 2 * max(1, args.workers)}
     try:
         for path in args.files:
             if args.strict and args.target and not args.dry_run:
                 # the receiver acknowledges batch by batch: check the whole file before sending any of it
-                check = load_file(path, sinks.ValidationSink(settings), strict=True, **options)
+                checker = sinks.ValidationSink(settings, default_user_id=args.default_user_id)
+                check = load_file(path, checker, strict=True, **options)
                 if check.stopped:
                     reports.append(check)
                     print_report(check, args.quiet)
@@ -137,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         sink.close()
-        client = getattr(sink, "client", None)
-        if client is not None:
-            client.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     elapsed = time.perf_counter() - started
     lines = sum(r.lines for r in reports)
     accepted = sum(r.accepted for r in reports)

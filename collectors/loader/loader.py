@@ -1,19 +1,23 @@
-"""Load JSON Lines files: parse each line, land batches through a sink, and count what happened per file."""
+"""Load JSON Lines files: cut them into chunks, prepare each (in worker processes for large files), land the
+results in file order through a sink, and count what happened per file."""
 
 from __future__ import annotations
 
-from collections import Counter
+import multiprocessing
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from collectors.loader.lines import LineRefused, parse_line
-from collectors.loader.sinks import Line, Sink
-from collectors.loader.source import LineSource
+from collectors.loader.prepare import PreparedBatch
+from collectors.loader.sinks import Sink
+from collectors.loader.source import Chunk, LineSource
 
 DEFAULT_BATCH_LINES = 2000
+PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
 
 
 class StrictModeStop(Exception):
@@ -44,16 +48,32 @@ class FileReport:
         return Counter(reason.split(":")[0] for _, reason in self.rejects)
 
 
-def parsed_lines(source: LineSource, report: FileReport, default_user_id: str) -> Iterator[Line]:
-    for number, raw in source.lines():
-        report.lines += 1
-        if not raw.strip():
-            report.blank += 1
-            continue
-        try:
-            yield Line(number, raw, parse_line(raw, default_user_id=default_user_id))
-        except LineRefused as refused:
-            yield Line(number, raw, error=str(refused))
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes for the prepare stage; forkserver, so no thread state of this process is forked."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def prepared(
+    sink: Sink, pieces: Iterator[Chunk], pool: Executor | None, window: int
+) -> Iterator[tuple[Chunk, PreparedBatch]]:
+    """(chunk, its prepared batch) in file order; with a pool, up to ``window`` chunks are prepared ahead."""
+    if pool is None:
+        for chunk in pieces:
+            yield chunk, sink.prepare(chunk)
+        return
+    pending: deque[tuple[Chunk, Future[PreparedBatch]]] = deque()
+    try:
+        for chunk in pieces:
+            pending.append((chunk, pool.submit(sink.prepare, chunk)))
+            if len(pending) >= window:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 def load_file(
@@ -62,38 +82,33 @@ def load_file(
     *,
     strict: bool = False,
     batch_lines: int = DEFAULT_BATCH_LINES,
-    default_user_id: str = "",
     progress: bool = False,
+    pool: Executor | None = None,
+    window: int = 4,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> FileReport:
     """Load one file through ``sink``. With ``strict`` the first invalid line stops the file and nothing of it
-    lands (database sink: its transaction rolls back; receiver sink: validate first, see the CLI)."""
+    lands (database sink: its transaction rolls back; receiver sink: validate first, see the CLI).
+    ``pool`` prepares chunks in other processes (used only for files of at least ``parallel_min_bytes``)."""
     report = FileReport(Path(path))
     source = LineSource(path)
+    if source.size < parallel_min_bytes:
+        pool = None
     bar = tqdm(total=source.size, unit="B", unit_scale=True, desc=Path(path).name, disable=not progress, leave=False)
-
-    def land(batch: list[Line]) -> None:
-        if strict:
-            for line in batch:
-                if line.event is None:
-                    raise StrictModeStop(line.number, line.error)
-        outcome = sink.land(batch)
-        if strict and outcome.rejects:
-            raise StrictModeStop(*outcome.rejects[0])
-        report.accepted += outcome.accepted
-        report.duplicates += outcome.duplicates
-        report.rejects += outcome.rejects
-        bar.update(source.position - bar.n)
-
     try:
         with sink.file(str(path)):
-            batch: list[Line] = []
-            for line in parsed_lines(source, report, default_user_id):
-                batch.append(line)
-                if len(batch) >= batch_lines:
-                    land(batch)
-                    batch = []
-            if batch:
-                land(batch)
+            for chunk, batch in prepared(sink, source.chunks(batch_lines), pool, window):
+                report.lines += batch.lines
+                report.blank += batch.blank
+                if strict and batch.rejects:
+                    raise StrictModeStop(*batch.rejects[0][:2])
+                outcome = sink.land(chunk, batch)
+                if strict and outcome.rejects:
+                    raise StrictModeStop(*outcome.rejects[0])
+                report.accepted += outcome.accepted
+                report.duplicates += outcome.duplicates
+                report.rejects += outcome.rejects
+                bar.update(source.position - bar.n)
     except StrictModeStop as stop:
         report.stopped = stop
         report.accepted = report.duplicates = 0

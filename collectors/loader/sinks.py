@@ -1,14 +1,15 @@
-"""Where validated events land: straight into PostgreSQL (the receiver's writer) or through the receiver.
+"""Where prepared batches land: straight into PostgreSQL (the receiver's writer) or through the receiver.
 
-Both sinks take batches of (line number, raw line, event) and report, per
-line, what happened, so diagnostics always name the line.
+Each sink names its ``prepare`` stage (a picklable function of a chunk of
+lines, run in worker processes for large files) and lands what it returns,
+reporting per line what happened, so diagnostics always name the line.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,22 +17,11 @@ import psycopg
 
 from collectors.client import IngestClient
 from collectors.config import Settings
-from collectors.proto.telemetry.v1 import ingest_pb2 as pb
+from collectors.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
+from collectors.loader.source import Chunk
 from collectors.receiver import records
-from collectors.receiver.service import ENDPOINTS, IngestService
-from collectors.receiver.writer import BatchWriter, Reject
+from collectors.receiver.writer import BatchWriter, Reject, TableWrite
 from collectors.warehouse.db import connect
-
-PRODUCT_EVENTS = next(e for e in ENDPOINTS if e.spec is records.PRODUCT_EVENTS)
-SOURCE = records.PRODUCT_EVENTS.table
-
-
-@dataclass(frozen=True)
-class Line:
-    number: int
-    raw: bytes
-    event: pb.ProductEvent | None = None  # None when the line itself was refused, with ``error`` saying why
-    error: str = ""
 
 
 @dataclass
@@ -44,11 +34,21 @@ class BatchReport:
 class Sink(Protocol):
     """Where a file's batches land; ``file`` wraps one file (its transaction, for the database)."""
 
+    prepare: Callable[[Chunk], PreparedBatch]
+
     def file(self, file_name: str) -> AbstractContextManager[None]: ...
 
-    def land(self, lines: Sequence[Line]) -> BatchReport: ...
+    def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport: ...
 
     def close(self) -> None: ...
+
+
+def rule_bounds(settings: Settings) -> RuleBounds:
+    return RuleBounds(
+        retention_days=settings.retention.for_table(SOURCE),
+        max_future_seconds=settings.max_future_seconds,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
 
 
 class OriginalLine:
@@ -63,10 +63,18 @@ class OriginalLine:
         return self.raw
 
 
-def rule_check(settings: Settings, events: Sequence[pb.ProductEvent]) -> list[tuple[int, str]]:
-    """The receiver's record rules over ``events``: (position, reason) of each refused one."""
-    _writes, rejects = IngestService(None, settings).validate(PRODUCT_EVENTS, events, str(uuid.uuid4()))  # type: ignore[arg-type]
-    return [(r.index, r.reason) for r in rejects]
+class ChunkOriginals:
+    """The writer's per-row ``messages`` for a batch, made only for the rows it refuses (rarely)."""
+
+    def __init__(self, chunk: Chunk, numbers: list[int]) -> None:
+        self.chunk = chunk
+        self.numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, i: int) -> OriginalLine:
+        return OriginalLine(self.chunk.line(self.numbers[i]))
 
 
 class _OneConnection:
@@ -82,10 +90,10 @@ class _OneConnection:
 
 
 class DatabaseSink:
-    """Validates with the receiver's rules and COPYs with the receiver's writer, one transaction per file."""
+    """COPYs rows that passed the receiver's rules with the receiver's writer, one transaction per file."""
 
-    def __init__(self, database_url: str, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, database_url: str, settings: Settings, *, default_user_id: str = "") -> None:
+        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=rule_bounds(settings))
         self.conn = connect(database_url, autocommit=True)
         self.writer = BatchWriter(_OneConnection(self.conn))
         self.file_name: str | None = None
@@ -100,26 +108,22 @@ class DatabaseSink:
         finally:
             self.file_name = None
 
-    def land(self, lines: Sequence[Line]) -> BatchReport:
-        batch_id = str(uuid.uuid4())
-        parsed = [line for line in lines if line.event is not None]
-        refused = [Reject(line.number, line.error, line.raw) for line in lines if line.event is None]
-        writes, rule_rejects = IngestService(None, self.settings).validate(  # type: ignore[arg-type]
-            PRODUCT_EVENTS, [line.event for line in parsed], batch_id
+    def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
+        lines = batch.event_lines
+        events = TableWrite(records.PRODUCT_EVENTS, batch.event_rows, lines, ChunkOriginals(chunk, lines))  # type: ignore[arg-type]
+        accounts = TableWrite(
+            records.ACCOUNTS_CREATED,
+            batch.account_rows,
+            batch.account_lines,
+            ChunkOriginals(chunk, batch.account_lines),  # type: ignore[arg-type]
         )
-        for reject in rule_rejects:
-            line = parsed[reject.index]
-            refused.append(Reject(line.number, reject.reason, line.raw))
-        for write in writes:
-            lines_of_rows = [parsed[i] for i in write.indexes]
-            write.indexes = [line.number for line in lines_of_rows]
-            write.messages = [OriginalLine(line.raw) for line in lines_of_rows]
-        outcome = self.writer.write(SOURCE, batch_id, writes, refused)
+        refused = [Reject(number, reason, raw) for number, reason, raw in batch.rejects]
+        outcome = self.writer.write(SOURCE, batch.batch_id, [events, accounts], refused)
         if outcome.rejects:
             self.conn.execute(
                 "update raw.rejects set file_name = %s, line_number = record_index"
                 " where batch_id = %s and file_name is null",
-                (self.file_name, batch_id),
+                (self.file_name, batch.batch_id),
             )
         table = outcome.tables[SOURCE]
         return BatchReport(table.accepted, table.duplicates, sorted((r.index, r.reason) for r in outcome.rejects))
@@ -136,9 +140,9 @@ class ReceiverSink:
     a database URL is given, and reported in the summary either way.
     """
 
-    def __init__(self, client: IngestClient, settings: Settings, rejects_database_url: str | None) -> None:
+    def __init__(self, client: IngestClient, rejects_database_url: str | None, *, default_user_id: str = "") -> None:
+        self.prepare = functools.partial(prepare_events, default_user_id=default_user_id)
         self.client = client
-        self.settings = settings
         self.conn = connect(rejects_database_url, autocommit=True) if rejects_database_url else None
         self.file_name: str | None = None
 
@@ -150,51 +154,42 @@ class ReceiverSink:
         finally:
             self.file_name = None
 
-    def land(self, lines: Sequence[Line]) -> BatchReport:
-        parsed = [line for line in lines if line.event is not None]
-        report = BatchReport()
-        refused = [(line.number, line.error, line.raw) for line in lines if line.event is None]
-        if refused and self.conn is not None:
+    def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
+        report = BatchReport(rejects=[(number, reason) for number, reason, _ in batch.rejects])
+        if batch.rejects and self.conn is not None:
             with (
                 self.conn.cursor() as cur,
                 cur.copy(
                     "copy raw.rejects (source, reason, record, record_index, file_name, line_number) from stdin"
                 ) as copy,
             ):
-                for number, reason, raw in refused:
+                for number, reason, raw in batch.rejects:
                     copy.write_row((SOURCE, reason, raw, number, self.file_name, number))
-        report.rejects += [(number, reason) for number, reason, _ in refused]
-        if parsed:
-            result = self.client.push_product_events([line.event for line in parsed])
+        if batch.events:
+            result = self.client.push_product_events([event.to_proto() for event in batch.events])
             report.accepted, report.duplicates = result.accepted, result.duplicates
-            report.rejects += [(parsed[i].number, reason) for i, reason in result.rejects]
+            report.rejects += [(batch.event_lines[i], reason) for i, reason in result.rejects]
         report.rejects.sort()
         return report
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+        self.client.close()
 
 
 class ValidationSink:
     """Lands nothing: applies the line checks and the receiver's rules (a dry run, and the first pass of
     ``--strict`` through the receiver, which cannot take back a batch once it was acknowledged)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, default_user_id: str = "") -> None:
+        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=rule_bounds(settings))
 
-    @contextmanager
-    def file(self, file_name: str) -> Iterator[None]:
-        yield
+    def file(self, file_name: str) -> AbstractContextManager[None]:
+        return nullcontext()
 
-    def land(self, lines: Sequence[Line]) -> BatchReport:
-        parsed = [line for line in lines if line.event is not None]
-        report = BatchReport(rejects=[(line.number, line.error) for line in lines if line.event is None])
-        report.rejects += [
-            (parsed[i].number, reason) for i, reason in rule_check(self.settings, [p.event for p in parsed])
-        ]
-        report.rejects.sort()
-        return report
+    def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
+        return BatchReport(rejects=[(number, reason) for number, reason, _ in batch.rejects])
 
     def close(self) -> None:
         pass

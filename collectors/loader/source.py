@@ -1,18 +1,42 @@
-"""Read a JSON Lines file (plain or gzip) as numbered raw lines, reporting how far into the file we are."""
+"""Read a JSON Lines file (plain or gzip) as chunks of whole lines, reporting how far into the file we are.
+
+A chunk is the bytes of up to N consecutive lines and the number of its first
+line. Cutting is done with ``bytes.find`` (no per-line objects), so the main
+process stays cheap; workers split a chunk into its numbered lines.
+"""
 
 from __future__ import annotations
 
 import gzip
-import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
+READ_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    first_line: int  # number of the chunk's first line, from 1
+    data: bytes  # whole lines, each ending with b"\n" except perhaps the file's last
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, line without its line break), blank lines included."""
+        pieces = self.data.split(b"\n")
+        if pieces and pieces[-1] == b"":
+            pieces.pop()  # after the final line break: not a line
+        for offset, piece in enumerate(pieces):
+            yield self.first_line + offset, piece.removesuffix(b"\r")
+
+    def line(self, number: int) -> bytes:
+        """One line by its number (for the rare refused line; splits the chunk again)."""
+        return self.data.split(b"\n")[number - self.first_line].removesuffix(b"\r")
 
 
 class LineSource:
-    """Numbered lines of one file; ``position`` is the offset reached in the file on disk (for progress)."""
+    """Chunks of one file; ``position`` is the offset reached in the file on disk (for progress)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -23,13 +47,31 @@ class LineSource:
     def position(self) -> int:
         return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
 
-    def lines(self) -> Iterator[tuple[int, bytes]]:
-        """(line number from 1, line without its line break); gzip is detected by its magic bytes."""
+    def chunks(self, lines_per_chunk: int) -> Iterator[Chunk]:
+        """Chunks of ``lines_per_chunk`` lines (the last may be shorter); gzip is detected by its magic bytes."""
         with open(self.path, "rb") as raw:
             self._raw = raw
             compressed = raw.read(2) == GZIP_MAGIC
             raw.seek(0)
-            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw
-            with io.BufferedReader(stream, 1 << 20) if compressed else stream as reader:
-                for number, line in enumerate(reader, start=1):
-                    yield number, line.rstrip(b"\r\n")
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw  # type: ignore[assignment]
+            first_line, pending, count, scan = 1, b"", 0, 0
+            while True:
+                block = stream.read(READ_BYTES)
+                if block:
+                    pending += block
+                cut = 0
+                while True:
+                    end = pending.find(b"\n", scan)
+                    if end < 0:
+                        break
+                    count += 1
+                    scan = end + 1
+                    if count == lines_per_chunk:
+                        yield Chunk(first_line, pending[cut:scan])
+                        first_line += count
+                        cut, count = scan, 0
+                pending, scan = pending[cut:], scan - cut
+                if not block:
+                    if pending:
+                        yield Chunk(first_line, pending)
+                    return

@@ -1,0 +1,102 @@
+"""The CPU-bound stage of loading, run in worker processes for large files: lines in, rows or events out.
+
+Workers import only this module's light dependencies (the line parser and the
+receiver's record rules); results carry line numbers, and the bytes only of
+refused lines, so the main process, which keeps each chunk, mostly just COPYs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+from dataclasses import dataclass, field
+
+from collectors.loader.lines import LineRefused, ParsedEvent, parse_line
+from collectors.loader.source import Chunk
+from collectors.receiver import records
+
+SOURCE = records.PRODUCT_EVENTS.table
+
+
+class FixedLimits(records.Limits):
+    """The receiver's Limits with its bounds computed once per batch instead of once per record."""
+
+    @functools.cached_property
+    def earliest(self) -> float:  # type: ignore[override]
+        return records.Limits.earliest.fget(self)  # type: ignore[attr-defined]
+
+    @functools.cached_property
+    def latest(self) -> float:  # type: ignore[override]
+        return records.Limits.latest.fget(self)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RuleBounds:
+    """The receiver's bounds for product events (from Settings), picklable for worker processes."""
+
+    retention_days: int = 90
+    max_future_seconds: int = 300
+    max_payload_bytes: int = 16 * 1024
+
+    def limits(self) -> records.Limits:
+        """Limits as of now: fixed per batch, as the receiver fixes them per batch."""
+        return FixedLimits(
+            now=dt.datetime.now(dt.UTC),
+            retention_days=self.retention_days,
+            max_future_seconds=self.max_future_seconds,
+            max_payload_bytes=self.max_payload_bytes,
+        )
+
+
+@dataclass
+class PreparedBatch:
+    batch_id: str
+    lines: int = 0
+    blank: int = 0
+    rejects: list[tuple[int, str, bytes]] = field(default_factory=list)  # (line number, reason, the line)
+    event_rows: list[tuple] = field(default_factory=list)  # raw.product_events rows
+    event_lines: list[int] = field(default_factory=list)
+    account_rows: list[tuple] = field(default_factory=list)  # raw.accounts_created rows
+    account_lines: list[int] = field(default_factory=list)
+    events: list[ParsedEvent] = field(default_factory=list)  # parsed events (receiver path), with event_lines
+
+
+def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
+    """Parse each line and apply the receiver's ``records.event_row``: rows to COPY, or rejects."""
+    batch = PreparedBatch(str(uuid.uuid4()))
+    limits = bounds.limits()
+    event_row, is_account, account_row = records.event_row, records.is_account_created, records.account_row
+    for number, raw in chunk.lines():
+        batch.lines += 1
+        if not raw.strip():
+            batch.blank += 1
+            continue
+        try:
+            row = event_row(parse_line(raw, default_user_id=default_user_id), limits, batch.batch_id)  # type: ignore[arg-type]
+        except (LineRefused, records.RecordRefused) as refused:
+            batch.rejects.append((number, str(refused), raw))
+            continue
+        batch.event_rows.append(row)
+        batch.event_lines.append(number)
+        if is_account(row):
+            batch.account_rows.append(account_row(row))
+            batch.account_lines.append(number)
+    return batch
+
+
+def prepare_events(chunk: Chunk, default_user_id: str) -> PreparedBatch:
+    """Parse each line (the receiver applies the record rules itself)."""
+    batch = PreparedBatch(str(uuid.uuid4()))
+    for number, raw in chunk.lines():
+        batch.lines += 1
+        if not raw.strip():
+            batch.blank += 1
+            continue
+        try:
+            batch.events.append(parse_line(raw, default_user_id=default_user_id))
+        except LineRefused as refused:
+            batch.rejects.append((number, str(refused), raw))
+            continue
+        batch.event_lines.append(number)
+    return batch

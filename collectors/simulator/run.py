@@ -39,6 +39,8 @@ def records(config: SimulationConfig, truth: GroundTruth) -> Iterator[tuple[dt.d
                     truth.attempt(attempt, config.end)
         snapshots, hosts = world.step(minute, moment)
         truth.minute(moment, snapshots)
+        if hosts:
+            truth.distributions(moment, world.distributions)
         for snapshot in snapshots:
             yield moment, "minute_snapshots", snapshot
         for host in hosts:
@@ -104,4 +106,5 @@ def play(
         truth.record(kind, record)
         if send is not None:
             send(kind, record)
+    truth.finish()
     return truth

@@ -54,6 +54,8 @@ class World:
         self.pending = sorted((minute, uid) for uid, minute in account_minutes.items())  # accounts yet to exist
         self.battles: list[Battle] = []
         self.battle_serial = 0
+        # the exact values behind each host's histograms this minute: (host_id, metric) -> values
+        self.distributions: dict[tuple[str, str], list[float]] = {}
 
     # ------------------------------------------------------------------ transitions
 
@@ -218,6 +220,10 @@ class World:
             )
             record.minute.FromDatetime(moment)
             records.append(record)
+            host = record.host_id
+            self.distributions[(host, "tick_duration_ms")] = tick_ms
+            self.distributions[(host, "player_ping_ms")] = pings
+            self.distributions[(host, "packet_latency_ms")] = latency
         return records
 
 

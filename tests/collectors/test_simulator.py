@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import psycopg
@@ -149,3 +150,36 @@ def test_cli_help_and_bad_ranges(tmp_path: Path) -> None:
     assert main(["--no-send", "--start", "2026-03-02T00:00", "--end", "2026-03-01T00:00"]) == 2
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     assert main(["--no-send", "--end", future]) == 2
+
+
+def test_exact_percentiles_in_the_truth_agree_with_the_merged_histograms(tmp_path: Path) -> None:
+    config = small(seed=5, start=END - dt.timedelta(hours=2), users=30, new_accounts_per_day=0, channels=0)
+    merged: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+
+    def merge(kind: str, record) -> None:
+        if kind == "host_minutes" and record.minute.ToDatetime(dt.UTC).hour == END.hour - 1:
+            for metric in ("tick_duration_ms", "player_ping_ms"):
+                h = getattr(record.server, metric)
+                merged[(record.host_id, metric)].update(dict(zip(h.bucket_index, h.bucket_count, strict=True)))
+
+    play(config, merge).write(tmp_path)
+    with open(tmp_path / "host_percentiles.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["period"] == "hour" and r["start"].endswith("T05:00:00Z")]
+    assert len(rows) == 3 * 3  # 3 hosts x 3 metrics
+    checked = 0
+    for row in rows:
+        buckets = merged.get((row["host_id"], row["metric"]))
+        if buckets is None:
+            continue
+        n = sum(buckets.values())
+        assert n == int(row["count"])
+        for q, column in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+            rank, seen = math.ceil(q * n), 0
+            for index in sorted(buckets):
+                seen += buckets[index]
+                if seen >= rank:
+                    estimate = 2 * GAMMA**index / (GAMMA + 1)
+                    break
+            assert estimate == pytest.approx(float(row[column]), rel=0.005)
+            checked += 1
+    assert checked == 3 * 2 * 3

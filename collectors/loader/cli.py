@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "Destination: --target sends through the receiver (token from TELEMETRY_TOKEN or "
             "TELEMETRY_INGEST_TOKENS); otherwise rows are COPYed straight into --database-url, one "
             "transaction per file. Exit status: 0 loaded (rejects are recorded, not fatal), 1 --strict "
-            "stopped or the destination failed, 2 bad usage."
+            "stopped or the destination failed, 2 bad usage. Loading a file again is always safe: lines "
+            "already stored count as duplicates."
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, help="JSON Lines files (.jsonl or .jsonl.gz)")

@@ -146,24 +146,26 @@ class World:
         for user in self.users:
             self._move(user, minute, p_login)
         self._advance_battles(minute, by_id)
-        return self._snapshots(moment), self._hosts(moment) if self.config.host_minutes else []
+        # who is where, per server, in one pass (user ids ascending within each list)
+        lists = [{state: [] for state in (*STATES, "total")} for _ in range(self.config.servers)]
+        for user in self.users:
+            if user.state != OFFLINE:
+                lists[user.server][user.state].append(user.user_id)
+                lists[user.server]["total"].append(user.user_id)
+        snapshots = self._snapshots(moment, lists)
+        return snapshots, self._hosts(moment, lists) if self.config.host_minutes else []
 
     # ------------------------------------------------------------------ records
 
-    def _snapshots(self, moment: dt.datetime) -> list[pb.MinuteSnapshot]:
+    def _snapshots(self, moment: dt.datetime, lists: list[dict[str, list[int]]]) -> list[pb.MinuteSnapshot]:
         snapshots = []
         for server in range(self.config.servers):
-            states: dict[str, list[int]] = {s: [] for s in STATES}
-            total = []
-            for user in self.users:
-                if user.state != OFFLINE and user.server == server:
-                    states[user.state].append(user.user_id)
-                    total.append(user.user_id)
+            states = lists[server]
             battles = [b for b in self.battles if b.server == server]
             lobby = sum(1 for b in battles if b.in_progress_since is None)
             snapshot = pb.MinuteSnapshot(
                 server_id=server_id(server),
-                clients=pb.ClientStates(total=total, **states),
+                clients=pb.ClientStates(**states),
                 battles=pb.BattleCounts(total=len(battles), lobby=lobby, in_progress=len(battles) - lobby),
                 battle_ids=[b.battle_id for b in battles],
             )
@@ -171,12 +173,11 @@ class World:
             snapshots.append(snapshot)
         return snapshots
 
-    def _hosts(self, moment: dt.datetime) -> list[pb.HostMinute]:
+    def _hosts(self, moment: dt.datetime, lists: list[dict[str, list[int]]]) -> list[pb.HostMinute]:
         rng = self.rng
         records = []
         for server in range(self.config.servers):
-            online = sum(1 for u in self.users if u.state != OFFLINE and u.server == server)
-            players = sum(1 for u in self.users if u.state == PLAYER and u.server == server)
+            online, players = len(lists[server]["total"]), len(lists[server][PLAYER])
             load = players / max(1, self.config.users / self.config.servers)
             cpu = min(100.0, 5 + 60 * load + rng.uniform(0, 5))
             cores = [min(100.0, max(0.0, cpu + rng.uniform(-5, 5))) for _ in range(4)]

@@ -6,22 +6,23 @@
     )
 }}
 
-with user_minutes as (
+with snapshot_users as (
     select
         minute,
         state,
         user_id
-    from {{ ref('int_snapshot_user_minutes') }}
+    from {{ ref('stg_game_servers__snapshot_users') }}
     where {{ window_filter('minute', 'day') }}
 ),
 
+-- distinct minutes: a user listed on two servers in the same minute counts once
 minutes_per_user as (
     select
         {{ utc_date('minute') }} as day,
         user_id,
         state,
-        count(*) as minutes
-    from user_minutes
+        count(distinct minute) as minutes
+    from snapshot_users
     group by 1, 2, 3
 ),
 

@@ -54,12 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("TELEMETRY_TARGET", DEFAULT_TARGET),
         help="receiver host:port [TELEMETRY_TARGET, default %(default)s]",
     )
-    parser.add_argument(
-        "--host-id", default=socket.gethostname(), help="host id to report [default: hostname]"
-    )
-    parser.add_argument(
-        "--interval", type=positive, default=1.0, help="seconds between samples [%(default)s]"
-    )
+    parser.add_argument("--host-id", default=socket.gethostname(), help="host id to report [default: hostname]")
+    parser.add_argument("--interval", type=positive, default=1.0, help="seconds between samples [%(default)s]")
     parser.add_argument(
         "--period-seconds",
         type=positive,
@@ -73,18 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get("TELEMETRY_SPOOL_DIR", ".state/spool/host")),
         help="where undelivered records wait [TELEMETRY_SPOOL_DIR, default %(default)s]",
     )
-    parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve current values on /metrics; 0 = off"
-    )
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve current values on /metrics; 0 = off")
     parser.add_argument("--metrics-addr", default="127.0.0.1", help="address of /metrics [%(default)s]")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--minutes", type=int, help="stop after sending this many records")
-    stop.add_argument(
-        "--duration", type=positive, help="stop after this many seconds (sends the partial period)"
-    )
-    parser.add_argument(
-        "--print", action="store_true", help="print each record as JSON instead of sending it"
-    )
+    stop.add_argument("--duration", type=positive, help="stop after this many seconds (sends the partial period)")
+    parser.add_argument("--print", action="store_true", help="print each record as JSON instead of sending it")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every record sent")
     return parser.parse_args(argv)
 
@@ -105,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         token = ingest_token()
         if not token:
-            print(
-                "telemetry-host-collector: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS)", file=sys.stderr
-            )
+            print("telemetry-host-collector: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS)", file=sys.stderr)
             return 2
         client = IngestClient(args.target, token, spool_dir=args.spool_dir)
 

@@ -13,17 +13,12 @@ class CurrentValues:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.cpu = Gauge("host_cpu_usage_percent", "CPU use over all cores, percent", registry=self.registry)
-        self.core = Gauge(
-            "host_cpu_core_usage_percent", "CPU use per core, percent", ["core"], registry=self.registry
-        )
+        self.core = Gauge("host_cpu_core_usage_percent", "CPU use per core, percent", ["core"], registry=self.registry)
         self.load = Gauge("host_load_average", "Load average", ["period"], registry=self.registry)
         self.memory = Gauge("host_memory_bytes", "Memory, bytes", ["kind"], registry=self.registry)
-        self.memory_percent = Gauge(
-            "host_memory_usage_percent", "Memory use, percent", registry=self.registry
-        )
+        self.memory_percent = Gauge("host_memory_usage_percent", "Memory use, percent", registry=self.registry)
         self.rates = {
-            name: Gauge(f"host_{name}", name.replace("_", " "), registry=self.registry)
-            for name in COUNTER_RATE_FIELDS
+            name: Gauge(f"host_{name}", name.replace("_", " "), registry=self.registry) for name in COUNTER_RATE_FIELDS
         }
         self._previous: Sample | None = None
         self.server = None
@@ -46,9 +41,7 @@ class CurrentValues:
         previous = self._previous
         if previous is not None and sample.time > previous.time:
             elapsed = sample.time - previous.time
-            for name, before, now in zip(
-                COUNTER_RATE_FIELDS, previous.counters, sample.counters, strict=True
-            ):
+            for name, before, now in zip(COUNTER_RATE_FIELDS, previous.counters, sample.counters, strict=True):
                 self.rates[name].set(max(0, now - before) / elapsed)
         self._previous = sample
 

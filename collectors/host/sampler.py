@@ -20,12 +20,8 @@ class HostSampler:
         memory = psutil.virtual_memory()
         disk = psutil.disk_io_counters()
         net = psutil.net_io_counters()
-        disk_counters = (
-            (disk.read_bytes, disk.write_bytes, disk.read_count, disk.write_count) if disk else (0, 0, 0, 0)
-        )
-        net_counters = (
-            (net.bytes_recv, net.bytes_sent, net.packets_recv, net.packets_sent) if net else (0, 0, 0, 0)
-        )
+        disk_counters = (disk.read_bytes, disk.write_bytes, disk.read_count, disk.write_count) if disk else (0, 0, 0, 0)
+        net_counters = (net.bytes_recv, net.bytes_sent, net.packets_recv, net.packets_sent) if net else (0, 0, 0, 0)
         return Sample(
             time=time.time() if now is None else now,
             cpu_percent=sum(per_core) / len(per_core) if per_core else 0.0,

@@ -107,7 +107,7 @@ def bench_loader(url: str, workdir: Path) -> dict[str, float]:
             " batch_id from raw.product_events"
         ).fetchall()
     best_copy = best_loader = best_single = float("inf")
-    for _ in range(2):
+    for _ in range(3):  # best of 3: these machines are shared and noisy
         truncate(url)
         best_copy = min(best_copy, copy_baseline(url, rows))
         truncate(url)

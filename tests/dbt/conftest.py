@@ -35,9 +35,7 @@ class DbtWarehouse:
         name: str,
         **kwargs: object,
     ) -> dbt.DbtBuildResult:
-        return dbt.build(
-            select, start, end, database_url=self.url, target_path=self.target_root / name, **kwargs
-        )
+        return dbt.build(select, start, end, database_url=self.url, target_path=self.target_root / name, **kwargs)
 
     def rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:

@@ -104,10 +104,7 @@ def insert_samples(conn: psycopg.Connection, samples: Sequence[Sample]) -> None:
                 received_at, created_at)
             values (%s, %s, %s, %s, %s, %s)
             """,
-            [
-                (s.message_id, s.channel_id, s.receiver, s.sent_at, s.received_at, s.created_at)
-                for s in samples
-            ],
+            [(s.message_id, s.channel_id, s.receiver, s.sent_at, s.received_at, s.created_at) for s in samples],
         )
 
 

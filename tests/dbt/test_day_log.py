@@ -154,7 +154,5 @@ def test_minutes_per_user_weekly(warehouse: DbtWarehouse) -> None:
 
 
 def test_event_counts_daily(warehouse: DbtWarehouse) -> None:
-    rows = warehouse.rows(
-        "select day, channel, event, events, users from marts.fct_event_counts_daily order by 1, 2"
-    )
+    rows = warehouse.rows("select day, channel, event, events, users from marts.fct_event_counts_daily order by 1, 2")
     assert rows == [(DAY, "user", "login", 3, 2), (NEXT_DAY, "app", "open", 1, 1)]

@@ -20,9 +20,7 @@ def exact_quantile(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
-def host_row(
-    warehouse: DbtWarehouse, table: str, period_column: str, period: object, host: str
-) -> dict[str, Any]:
+def host_row(warehouse: DbtWarehouse, table: str, period_column: str, period: object, host: str) -> dict[str, Any]:
     with_names = warehouse.rows(
         f"select to_jsonb(t) from marts.{table} as t where {period_column} = %s and host_id = %s",
         (period, host),
@@ -50,9 +48,7 @@ PING_HOUR = [20.0, 40.0, 60.0, 80.0, 250.0, 0.0, *[30.0] * 9]
 
 def test_hourly_host_metrics(warehouse: DbtWarehouse) -> None:
     row = host_row(warehouse, "fct_host_metrics_hourly", "hour_start", HOUR, "h1")
-    assert {
-        k: row[k] for k in ("minutes_observed", "cpu_percent_avg", "cpu_percent_min", "cpu_percent_max")
-    } == {
+    assert {k: row[k] for k in ("minutes_observed", "cpu_percent_avg", "cpu_percent_min", "cpu_percent_max")} == {
         "minutes_observed": 2,
         "cpu_percent_avg": 73.5,
         "cpu_percent_min": 50.0,

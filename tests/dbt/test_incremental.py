@@ -83,9 +83,7 @@ def test_building_hour_by_hour_equals_one_run(warehouse: DbtWarehouse) -> None:
     assert snapshot(warehouse, HOURLY_MARTS) != full_refresh
     start = first
     while start < last:
-        warehouse.build(
-            "tag:hourly", start, start + dt.timedelta(hours=1), name=f"hour-{start:%H}", data_tests=False
-        )
+        warehouse.build("tag:hourly", start, start + dt.timedelta(hours=1), name=f"hour-{start:%H}", data_tests=False)
         start += dt.timedelta(hours=1)
     assert snapshot(warehouse, HOURLY_MARTS) == full_refresh
 
@@ -98,12 +96,8 @@ def test_a_window_rebuilds_only_its_periods(warehouse: DbtWarehouse) -> None:
     """Rows outside the window are left alone, even when they no longer match the raw data."""
     before = warehouse.rows("select day, minutes_total from marts.fct_telemetry_day order by day")
     next_day = DAY + dt.timedelta(days=1)
-    warehouse.rows(
-        "update marts.fct_telemetry_day set minutes_total = -1 where day = %s returning 1", (next_day,)
-    )
-    warehouse.build(
-        "fct_telemetry_day", DAY_START, DAY_START + dt.timedelta(days=1), name="one-day", data_tests=False
-    )
+    warehouse.rows("update marts.fct_telemetry_day set minutes_total = -1 where day = %s returning 1", (next_day,))
+    warehouse.build("fct_telemetry_day", DAY_START, DAY_START + dt.timedelta(days=1), name="one-day", data_tests=False)
     during = dict(warehouse.rows("select day, minutes_total from marts.fct_telemetry_day"))
     assert during[next_day] == -1
     assert during[DAY] == dict(before)[DAY]

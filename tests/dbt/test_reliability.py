@@ -45,12 +45,8 @@ def test_windows_without_counted_receivers_have_no_reliability(warehouse: DbtWar
         (HOUR,),
     )
     assert rows  # the hours around the window had samples
-    assert all(
-        receivers == 0 and total == 0 and reliability is None for _, _, receivers, total, reliability in rows
-    )
-    overall = warehouse.rows(
-        "select reliability from marts.fct_reliability_hourly where hour_start <> %s", (HOUR,)
-    )
+    assert all(receivers == 0 and total == 0 and reliability is None for _, _, receivers, total, reliability in rows)
+    overall = warehouse.rows("select reliability from marts.fct_reliability_hourly where hour_start <> %s", (HOUR,))
     assert overall and all(r == (None,) for r in overall)
 
 

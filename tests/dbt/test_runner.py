@@ -44,9 +44,7 @@ def test_a_segment_length_that_does_not_divide_the_day_fails_loudly(warehouse: D
 
 
 def test_a_failing_data_test_is_named(warehouse: DbtWarehouse) -> None:
-    warehouse.rows(
-        "insert into marts.fct_reliability_daily (day, reliability) values ('1999-01-01', 2) returning 1"
-    )
+    warehouse.rows("insert into marts.fct_reliability_daily (day, reliability) values ('1999-01-01', 2) returning 1")
     try:
         with pytest.raises(dbt.DbtBuildError) as failure:
             warehouse.build(
@@ -55,9 +53,7 @@ def test_a_failing_data_test_is_named(warehouse: DbtWarehouse) -> None:
                 DAY_START + dt.timedelta(days=1),
                 name="failing-test",
             )
-        assert any(
-            "value_between_fct_reliability_daily_reliability" in node for node in failure.value.failed_nodes
-        )
+        assert any("value_between_fct_reliability_daily_reliability" in node for node in failure.value.failed_nodes)
         assert all(node.startswith("test.") for node in failure.value.failed_nodes)
     finally:
         warehouse.rows("delete from marts.fct_reliability_daily where day = '1999-01-01' returning 1")

@@ -8,6 +8,7 @@ is the one setting that drives the receiver, migrations, dbt (``env_var`` in
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telemetry"
+DEFAULT_TARGET = "127.0.0.1:50051"  # where senders find the receiver unless told otherwise
 
 
 class RetentionDays(BaseSettings):
@@ -71,6 +73,15 @@ class Settings(BaseSettings):
     @property
     def receiver_database_url(self) -> str:
         return self.ingest_database_url or self.database_url
+
+
+def sender_token() -> str:
+    """The bearer token a sender presents: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
+    token = os.environ.get("TELEMETRY_TOKEN", "").strip()
+    if token:
+        return token
+    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
+    return tokens[0] if tokens else ""
 
 
 @lru_cache(maxsize=1)

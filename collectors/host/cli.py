@@ -14,21 +14,11 @@ from pathlib import Path
 from google.protobuf.json_format import MessageToJson
 
 from collectors.client import IngestClient, IngestError
+from collectors.config import DEFAULT_TARGET, sender_token
 from collectors.host.collector import HostCollector
 from collectors.host.exposition import CurrentValues
 from collectors.host.rollup import MinuteRollup
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-
-DEFAULT_TARGET = "127.0.0.1:50051"
-
-
-def ingest_token() -> str:
-    """The bearer token: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
-    token = os.environ.get("TELEMETRY_TOKEN", "").strip()
-    if token:
-        return token
-    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
-    return tokens[0] if tokens else ""
 
 
 def positive(value: str) -> float:
@@ -93,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(MessageToJson(record, indent=None), flush=True)
 
     else:
-        token = ingest_token()
+        token = sender_token()
         if not token:
             print("telemetry-host-collector: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS)", file=sys.stderr)
             return 2

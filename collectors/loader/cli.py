@@ -13,21 +13,12 @@ import psycopg
 from pydantic import ValidationError
 
 from collectors.client import IngestClient
-from collectors.config import Settings
+from collectors.config import Settings, sender_token
 from collectors.loader import sinks
 from collectors.loader.loader import DEFAULT_BATCH_LINES, PARALLEL_MIN_BYTES, FileReport, load_file, worker_pool
 
 PROG = "telemetry-load-events"
 SHOWN_REJECTS = 10
-
-
-def ingest_token() -> str:
-    """The bearer token: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
-    token = os.environ.get("TELEMETRY_TOKEN", "").strip()
-    if token:
-        return token
-    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
-    return tokens[0] if tokens else ""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,7 +94,7 @@ def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
     if args.dry_run:
         return sinks.ValidationSink(settings, **user)
     if args.target:
-        token = ingest_token()
+        token = sender_token()
         if not token:
             raise SystemExit(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS) to use --target")
         rejects_url = args.database_url or os.environ.get("TELEMETRY_DATABASE_URL")

@@ -10,20 +10,11 @@ import time
 from pathlib import Path
 
 from collectors.client import IngestClient, IngestError
+from collectors.config import DEFAULT_TARGET, sender_token
 from collectors.simulator.config import SimulationConfig
 from collectors.simulator.run import KINDS, BufferedSender, play
 
 PROG = "telemetry-simulate"
-DEFAULT_TARGET = "127.0.0.1:50051"
-
-
-def ingest_token() -> str:
-    """The bearer token: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
-    token = os.environ.get("TELEMETRY_TOKEN", "").strip()
-    if token:
-        return token
-    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
-    return tokens[0] if tokens else ""
 
 
 def utc_time(value: str) -> dt.datetime:
@@ -116,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sender = None
     if not args.no_send:
-        token = ingest_token()
+        token = sender_token()
         if not token:
             print(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS), or pass --no-send", file=sys.stderr)
             return 2

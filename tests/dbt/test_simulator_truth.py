@@ -1,0 +1,324 @@
+"""Issue 4 acceptance: the simulator's records go through a real receiver into Postgres, dbt builds the daily
+marts, and every daily mart agrees with the simulator's ground truth.
+
+One UTC day D (two days ago) is asserted; the simulation runs from D - 1 h to D + 1 day + 1 h so that every
+channel member has samples recorded before D and after D + 1 day: the counted-receivers rule of the reliability
+marts then counts every member, and the truth's expected deliveries (messages x members) are the mart's total.
+
+Ground truth comes from the simulator's own files (``day_summary.json``, ``minutes_per_user.csv``,
+``channel_reliability.csv``, ``host_percentiles.csv``). The truth files carry no per-segment values nor event
+counts, so the test tallies those itself from the very records handed to the receiver (an oracle independent
+of the database and of dbt).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import os
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from google.protobuf.message import Message
+from telemetry_ops import dbt
+
+from collectors.client import IngestClient
+from collectors.config import Settings
+from collectors.receiver.server import Receiver
+from collectors.simulator.config import SimulationConfig
+from collectors.simulator.run import BufferedSender, play
+from collectors.simulator.truth import STATES
+from collectors.warehouse import local_postgres
+from tests.collectors.conftest import TOKEN
+
+DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
+START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+END = START + dt.timedelta(days=1)
+LOSS_RATE = 0.05
+SEGMENT_MINUTES = 60  # the dbt var's default
+CONFIG = SimulationConfig(
+    start=START - dt.timedelta(hours=1),
+    end=END + dt.timedelta(hours=1),
+    seed=11,
+    servers=3,
+    users=150,
+    new_accounts_per_day=20,
+    loss_rate=LOSS_RATE,
+)
+BATTLE_KINDS = ("total", "lobby", "in_progress")
+HOST_METRICS = ("tick_duration_ms", "player_ping_ms", "packet_latency_ms")
+
+
+@dataclass
+class Oracle:
+    """Per-segment values and event counts of day D, tallied from the records sent (DESIGN.md, Day log)."""
+
+    minutes: dict[dt.datetime, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    events: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    event_users: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, kind: str, record: Any) -> None:
+        if kind == "minute_snapshots":
+            minute = record.minute.ToDatetime(dt.UTC)
+            if START <= minute < END:
+                summed = self.minutes[minute]
+                for state in STATES:
+                    summed[state] += len(getattr(record.clients, state))
+                for battle_kind in BATTLE_KINDS:
+                    summed["battles_" + battle_kind] += getattr(record.battles, battle_kind)
+        elif kind == "product_events" and START <= record.timestamp.ToDatetime(dt.UTC) < END:
+            self.events[(record.channel, record.event)].add(record.event_id)
+            self.event_users[(record.channel, record.event)].add(record.user_id)
+
+    def segments(self) -> dict[str, dict[str, list[Fraction]]]:
+        count = 1440 // SEGMENT_MINUTES
+        per: list[list[Counter[str]]] = [[] for _ in range(count)]
+        for minute, summed in self.minutes.items():
+            per[int((minute - START).total_seconds()) // 60 // SEGMENT_MINUTES].append(summed)
+
+        def mean(values: list[int]) -> Fraction:
+            return Fraction(sum(values), len(values)) if values else Fraction(0)
+
+        return {
+            "battles": {k: [mean([m["battles_" + k] for m in seg]) for seg in per] for k in BATTLE_KINDS},
+            "user_counts": {s: [Fraction(sum(m[s] for m in seg)) for seg in per] for s in STATES},
+            "average_user_counts": {s: [mean([m[s] for m in seg]) for seg in per] for s in STATES},
+            "peak_user_counts": {s: [Fraction(max((m[s] for m in seg), default=0)) for seg in per] for s in STATES},
+        }
+
+
+@dataclass
+class Built:
+    url: str
+    truth_dir: Path
+    oracle: Oracle
+    sent: dict[str, int]
+
+    def rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def truth_csv(self, name: str) -> list[dict[str, str]]:
+        with open(self.truth_dir / name, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def built(
+    pg_server: local_postgres.PostgresServer, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
+    name = f"telemetry_simtruth_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
+    tmp = tmp_path_factory.mktemp("simulator_truth")
+    try:
+        settings = Settings(database_url=url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN)
+        receiver = Receiver(settings).start()
+        oracle = Oracle()
+        try:
+            with IngestClient(f"127.0.0.1:{receiver.port}", TOKEN, spool_dir=tmp / "spool", attempts=2) as client:
+                sender = BufferedSender(client)
+
+                def send(kind: str, record: Message) -> None:
+                    oracle.add(kind, record)
+                    sender.add(kind, record)
+
+                truth = play(CONFIG, send)
+                sender.flush()
+        finally:
+            receiver.stop(grace=5)
+        truth.write(tmp / "truth")
+        accepted = {kind: result.accepted for kind, result in sender.results.items()}
+        dbt.build(
+            "+tag:daily", START, END, database_url=url, target_path=tmp / "dbt_target"
+        )  # data tests included: a failing one raises DbtBuildError
+        yield Built(url=url, truth_dir=tmp / "truth", oracle=oracle, sent=accepted)
+    finally:
+        local_postgres.drop_database(pg_server.url, name)
+
+
+def close(value: object, exact: Fraction, tolerance: Fraction = Fraction(1, 10**12)) -> bool:
+    return abs(Fraction(str(value)) - exact) <= tolerance
+
+
+def test_every_record_was_accepted(built: Built) -> None:
+    manifest = json.loads((built.truth_dir / "manifest.json").read_text())
+    assert built.sent == manifest["records"]
+    assert built.rows("select count(*) from raw.rejects") == [(0,)]
+    assert manifest["records"]["message_samples"] > 10_000 and manifest["records"]["minute_snapshots"] > 4000
+
+
+def test_minutes_per_user_equal_the_truth_exactly(built: Built) -> None:
+    expected = {
+        (r["day"], int(r["user_id"]), r["state"], int(r["minutes"]))
+        for r in built.truth_csv("minutes_per_user.csv")
+        if r["day"] == DAY.isoformat()
+    }
+    assert len(expected) > 300
+    rows = built.rows("select day::text, user_id, state, minutes from marts.fct_minutes_per_user_daily")
+    assert {(d, int(u), s, int(n)) for d, u, s, n in rows} == expected  # only day D was built
+
+
+def day_row(built: Built) -> dict[str, Any]:
+    rows = built.rows(
+        """
+        select minutes_observed, segment_minutes, segment_count, unique_users, unique_players, accounts_created,
+               battles, minutes_player, minutes_spectator, minutes_lobby, minutes_menu, minutes_total,
+               peak_player, peak_spectator, peak_lobby, peak_menu, peak_total, day_log
+        from marts.fct_telemetry_day where day = %s
+        """,
+        (DAY,),
+    )
+    assert len(rows) == 1
+    names = [
+        "minutes_observed",
+        "segment_minutes",
+        "segment_count",
+        "unique_users",
+        "unique_players",
+        "accounts_created",
+        "battles",
+        "minutes_player",
+        "minutes_spectator",
+        "minutes_lobby",
+        "minutes_menu",
+        "minutes_total",
+        "peak_player",
+        "peak_spectator",
+        "peak_lobby",
+        "peak_menu",
+        "peak_total",
+        "day_log",
+    ]
+    return dict(zip(names, rows[0], strict=True))
+
+
+def test_day_aggregates_equal_the_truth_exactly(built: Built) -> None:
+    summary = json.loads((built.truth_dir / "day_summary.json").read_text())[DAY.isoformat()]
+    row = day_row(built)
+    stats = {k: summary[k] for k in ("accounts_created", "unique_users", "unique_players", "battles")}
+    assert summary["accounts_created"] > 0 and summary["battles"] > 0
+    assert row["day_log"]["aggregates"] == {
+        "stats": stats,
+        "minutes": summary["minutes"],
+        "peak_user_counts": summary["peak_user_counts"],
+    }
+    scalars = {k: v for k, v in row.items() if k != "day_log"}
+    assert scalars == {
+        "minutes_observed": 1440,
+        "segment_minutes": SEGMENT_MINUTES,
+        "segment_count": 1440 // SEGMENT_MINUTES,
+        **stats,
+        **{f"minutes_{s}": summary["minutes"][s] for s in STATES},
+        **{f"peak_{s}": summary["peak_user_counts"][s] for s in STATES},
+    }
+
+
+def test_day_log_minutes_per_user_equal_the_truth_exactly(built: Built) -> None:
+    expected: dict[str, dict[str, int]] = {s: {} for s in STATES}
+    for r in built.truth_csv("minutes_per_user.csv"):
+        if r["day"] == DAY.isoformat():
+            expected[r["state"]][r["user_id"]] = int(r["minutes"])
+    assert day_row(built)["day_log"]["minutes_per_user"] == expected
+
+
+def test_day_log_segments_equal_the_records_sent(built: Built) -> None:
+    log = day_row(built)["day_log"]
+    expected = built.oracle.segments()
+    assert len(built.oracle.minutes) == 1440
+    for section in ("user_counts", "peak_user_counts"):
+        assert log[section] == {k: [int(v) for v in values] for k, values in expected[section].items()}, section
+    for section in ("battles", "average_user_counts"):
+        assert set(log[section]) == set(expected[section]), section
+        for key, values in expected[section].items():
+            got = log[section][key]
+            assert len(got) == len(values) == 1440 // SEGMENT_MINUTES
+            assert all(close(g, v) for g, v in zip(got, values, strict=True)), (section, key, got, values)
+    assert any(v.denominator > 1 for v in expected["battles"]["total"])  # the averages are not trivial
+
+
+def test_channel_reliability_equals_the_truth(built: Built) -> None:
+    truth = {r["channel_id"]: r for r in built.truth_csv("channel_reliability.csv") if r["day"] == DAY.isoformat()}
+    assert len(truth) == CONFIG.channels
+    rows = built.rows(
+        "select channel_id, messages, receivers, total, delivered, missing, reliability"
+        " from marts.fct_channel_reliability_daily where day = %s",
+        (DAY,),
+    )
+    got = {c: (m, r, t, d, x, rel) for c, m, r, t, d, x, rel in rows}
+    assert set(got) == set(truth)
+    for channel, t in truth.items():
+        messages, receivers, total, delivered, missing, reliability = got[channel]
+        # every member was seen before and after D, and (for this seed) no message was lost by all its members
+        assert (messages, receivers, total, delivered, missing) == (
+            int(t["messages"]),
+            int(t["receivers"]),
+            int(t["expected"]),
+            int(t["delivered"]),
+            int(t["missing"]),
+        ), channel
+        assert close(reliability, 1 - Fraction(int(t["missing"]), int(t["expected"]))), channel
+        assert round(reliability, 6) == Decimal(t["reliability"]), channel
+
+
+def test_overall_reliability_is_the_configured_loss_within_sampling_error(built: Built) -> None:
+    truth = [r for r in built.truth_csv("channel_reliability.csv") if r["day"] == DAY.isoformat()]
+    rows = built.rows(
+        "select channels, channels_measured, messages, total, missing, reliability"
+        " from marts.fct_reliability_daily where day = %s",
+        (DAY,),
+    )
+    assert len(rows) == 1
+    channels, measured, messages, total, missing, reliability = rows[0]
+    expected_total = sum(int(r["expected"]) for r in truth)
+    assert (channels, measured, messages, total, missing) == (
+        len(truth),
+        len(truth),
+        sum(int(r["messages"]) for r in truth),
+        expected_total,
+        sum(int(r["missing"]) for r in truth),
+    )
+    mean = sum(1 - Fraction(int(r["missing"]), int(r["expected"])) for r in truth) / len(truth)
+    assert close(reliability, mean)
+    margin = 4 * math.sqrt(LOSS_RATE * (1 - LOSS_RATE) / expected_total)
+    assert abs(float(reliability) - (1 - LOSS_RATE)) <= margin, (reliability, margin)
+
+
+def test_event_counts_equal_the_records_sent(built: Built) -> None:
+    rows = built.rows("select channel, event, events, users from marts.fct_event_counts_daily where day = %s", (DAY,))
+    oracle = built.oracle
+    expected = {(c, e, len(ids), len(oracle.event_users[(c, e)])) for (c, e), ids in oracle.events.items()}
+    assert len(expected) > 3
+    assert set(rows) == expected
+
+
+def test_host_percentiles_are_within_the_histogram_error_of_the_truth(built: Built) -> None:
+    truth = [
+        r
+        for r in built.truth_csv("host_percentiles.csv")
+        if r["period"] == "day" and r["start"] == f"{DAY.isoformat()}T00:00:00Z"
+    ]
+    assert len(truth) == CONFIG.servers * len(HOST_METRICS)
+    columns = ", ".join(f"{m}_count, {m}_p50, {m}_p95, {m}_p99" for m in HOST_METRICS)
+    rows = built.rows(
+        f"select host_id, minutes_observed, {columns} from marts.fct_host_metrics_daily where day = %s", (DAY,)
+    )
+    got = {host: values for host, *values in rows}
+    assert len(got) == CONFIG.servers
+    for r in truth:
+        minutes, *values = got[r["host_id"]]
+        assert minutes == 1440
+        i = 4 * HOST_METRICS.index(r["metric"])
+        count, p50, p95, p99 = values[i : i + 4]
+        assert count == int(r["count"]), r
+        for estimate, exact in ((p50, r["p50"]), (p95, r["p95"]), (p99, r["p99"])):
+            assert float(estimate) == pytest.approx(float(exact), rel=0.005, abs=1e-9), r

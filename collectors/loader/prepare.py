@@ -8,7 +8,6 @@ refused lines, so the main process, which keeps each chunk, mostly just COPYs.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 from dataclasses import dataclass, field
 
@@ -17,18 +16,6 @@ from collectors.loader.source import Chunk
 from collectors.receiver import records
 
 SOURCE = records.PRODUCT_EVENTS.table
-
-
-class FixedLimits(records.Limits):
-    """The receiver's Limits with its bounds computed once per batch instead of once per record."""
-
-    @functools.cached_property
-    def earliest(self) -> float:  # type: ignore[override]
-        return records.Limits.earliest.fget(self)  # type: ignore[attr-defined]
-
-    @functools.cached_property
-    def latest(self) -> float:  # type: ignore[override]
-        return records.Limits.latest.fget(self)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -40,8 +27,8 @@ class RuleBounds:
     max_payload_bytes: int = 16 * 1024
 
     def limits(self) -> records.Limits:
-        """Limits as of now: fixed per batch, as the receiver fixes them per batch."""
-        return FixedLimits(
+        """Limits as of now: fixed per batch, as the receiver fixes them per batch (bounds computed once)."""
+        return records.Limits(
             now=dt.datetime.now(dt.UTC),
             retention_days=self.retention_days,
             max_future_seconds=self.max_future_seconds,

@@ -9,6 +9,7 @@ act on. Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import math
@@ -52,11 +53,11 @@ class Limits:
     max_future_seconds: int = 300
     max_payload_bytes: int = 16 * 1024
 
-    @property
+    @functools.cached_property
     def earliest(self) -> float:
         return (self.now - dt.timedelta(days=self.retention_days) - EPOCH).total_seconds()
 
-    @property
+    @functools.cached_property
     def latest(self) -> float:
         return (self.now - EPOCH).total_seconds() + self.max_future_seconds
 

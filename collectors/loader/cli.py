@@ -98,7 +98,7 @@ def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
         if not token:
             raise SystemExit(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS) to use --target")
         rejects_url = args.database_url or os.environ.get("TELEMETRY_DATABASE_URL")
-        return sinks.ReceiverSink(IngestClient(args.target, token), rejects_url, **user)
+        return sinks.ReceiverSink(IngestClient(args.target, token), rejects_url, settings, **user)
     return sinks.DatabaseSink(args.database_url or settings.database_url, settings, **user)
 
 

@@ -72,18 +72,22 @@ def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Prep
     return batch
 
 
-def prepare_events(chunk: Chunk, default_user_id: str) -> PreparedBatch:
-    """Parse each line (the receiver applies the record rules itself)."""
+def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
+    """Parse each line and check it with the receiver's ``records.event_row`` (so a refused line keeps its
+    file and line number); the events that pass are sent, and the receiver checks them again."""
     batch = PreparedBatch(str(uuid.uuid4()))
+    limits = bounds.limits()
     for number, raw in chunk.lines():
         batch.lines += 1
         if not raw.strip():
             batch.blank += 1
             continue
         try:
-            batch.events.append(parse_line(raw, default_user_id=default_user_id))
-        except LineRefused as refused:
+            event = parse_line(raw, default_user_id=default_user_id)
+            records.event_row(event, limits, batch.batch_id)  # type: ignore[arg-type]
+        except (LineRefused, records.RecordRefused) as refused:
             batch.rejects.append((number, str(refused), raw))
             continue
+        batch.events.append(event)
         batch.event_lines.append(number)
     return batch

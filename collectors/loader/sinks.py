@@ -133,15 +133,25 @@ class DatabaseSink:
 
 
 class ReceiverSink:
-    """Sends events through the receiver (which applies the rules and stores its own rejects).
+    """Sends events through the receiver.
 
-    Lines refused before sending (not JSON, missing fields) cannot travel as
-    events; they are stored in raw.rejects with file name and line number when
-    a database URL is given, and reported in the summary either way.
+    Every line is checked with the receiver's own rules before it is sent, under
+    ``settings`` (which should match the receiver's). Refused lines are stored
+    in raw.rejects with file name and line number when a database URL is
+    given, and reported in the summary either way; the receiver checks again
+    and stores (without file and line) anything it still refuses, e.g. when its
+    settings are stricter.
     """
 
-    def __init__(self, client: IngestClient, rejects_database_url: str | None, *, default_user_id: str = "") -> None:
-        self.prepare = functools.partial(prepare_events, default_user_id=default_user_id)
+    def __init__(
+        self,
+        client: IngestClient,
+        rejects_database_url: str | None,
+        settings: Settings,
+        *,
+        default_user_id: str = "",
+    ) -> None:
+        self.prepare = functools.partial(prepare_events, default_user_id=default_user_id, bounds=rule_bounds(settings))
         self.client = client
         self.conn = connect(rejects_database_url, autocommit=True) if rejects_database_url else None
         self.file_name: str | None = None

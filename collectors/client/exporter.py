@@ -32,7 +32,6 @@ TRANSIENT = {
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.INTERNAL,
 }
-RECORD_OVERHEAD_BYTES = 6  # field tag + length prefix of one repeated element
 
 
 @dataclass(frozen=True)
@@ -199,17 +198,23 @@ class IngestClient:
     # ------------------------------------------------------------------ internals
 
     def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes]]:
-        """(offset of the first record, serialized request) for batches under both limits."""
-        start, size = 0, 0
-        budget = self.max_batch_bytes - 64  # room for the batch id
-        for i, record in enumerate(records):
-            record_size = record.ByteSize() + RECORD_OVERHEAD_BYTES
-            if i > start and (i - start >= self.max_batch_records or size + record_size > budget):
-                yield start, self._request(spec, records[start:i])
-                start, size = i, 0
-            size += record_size
-        if start < len(records):
-            yield start, self._request(spec, records[start:])
+        """(offset of the first record, serialized request) for batches under both limits.
+
+        Takes ``max_batch_records`` at a time and halves a slice only when its request is over
+        ``max_batch_bytes`` (sizes are computed in C, not per record in Python). A single record
+        over the limit goes alone, and the receiver refuses it with RESOURCE_EXHAUSTED.
+        """
+        pending = [(start, records[start : start + self.max_batch_records])
+                   for start in range(0, len(records), self.max_batch_records)]  # fmt: skip
+        pending.reverse()
+        while pending:
+            offset, part = pending.pop()
+            request = self._request(spec, part)
+            if len(request) > self.max_batch_bytes and len(part) > 1:
+                half = len(part) // 2
+                pending += [(offset + half, part[half:]), (offset, part[:half])]
+                continue
+            yield offset, request
 
     @staticmethod
     def _request(spec: Kind, records: Sequence[Message]) -> bytes:

@@ -54,13 +54,14 @@ def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Prep
     batch = PreparedBatch(str(uuid.uuid4()))
     limits = bounds.limits()
     event_row, is_account, account_row = records.event_row, records.is_account_created, records.account_row
+    batch_uuid = uuid.UUID(batch.batch_id)
     for number, raw in chunk.lines():
         batch.lines += 1
         if not raw.strip():
             batch.blank += 1
             continue
         try:
-            row = event_row(parse_line(raw, default_user_id=default_user_id), limits, batch.batch_id)  # type: ignore[arg-type]
+            row = event_row(parse_line(raw, default_user_id=default_user_id), limits, batch_uuid)  # type: ignore[arg-type]
         except (LineRefused, records.RecordRefused) as refused:
             batch.rejects.append((number, str(refused), raw))
             continue

@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,9 +36,13 @@ class RecordRefused(ValueError):
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A raw table as COPY writes it: columns in row order, their PostgreSQL types (for binary COPY;
+    ``batch_id`` must then be a ``uuid.UUID``) and the partition column."""
+
     table: str
     columns: tuple[str, ...]
     partition_column: str
+    types: tuple[str, ...]
 
     @property
     def partition_index(self) -> int:
@@ -83,14 +88,19 @@ def _time(msg: object, field: str, limits: Limits, *, required: bool = True) -> 
             raise RecordRefused(f"{field} is required")
         return None
     ts = getattr(msg, field)
-    if not 0 <= ts.nanos < 1_000_000_000:
-        raise RecordRefused(f"{field} has invalid nanos {ts.nanos}")
-    seconds = ts.seconds + ts.nanos / 1e9
+    whole, nanos = ts.seconds, ts.nanos
+    if not 0 <= nanos < 1_000_000_000:
+        raise RecordRefused(f"{field} has invalid nanos {nanos}")
+    seconds = whole + nanos / 1e9
     if seconds > limits.latest:
         raise RecordRefused(f"{field} is more than {limits.max_future_seconds} s in the future")
     if seconds < limits.earliest:
         raise RecordRefused(f"{field} is older than the retention of {limits.retention_days} days")
-    return EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    return _from_epoch(whole).replace(microsecond=nanos // 1000)
+
+
+def _from_epoch(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _minute(msg: object, field: str, limits: Limits) -> dt.datetime:
@@ -143,12 +153,26 @@ MINUTE_SNAPSHOTS = TableSpec(
         "batch_id",
     ),
     partition_column="minute",
+    types=(
+        "text",
+        "timestamptz",
+        "int8[]",
+        "int8[]",
+        "int8[]",
+        "int8[]",
+        "int8[]",
+        "int4",
+        "int4",
+        "int4",
+        "text[]",
+        "uuid",
+    ),
 )
 
 STATES = ("player", "spectator", "lobby", "menu")
 
 
-def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: str) -> tuple:
+def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: uuid.UUID) -> tuple:
     server_id = _text(msg.server_id, "server_id", max_len=128)
     minute = _minute(msg, "minute", limits)
     clients = msg.clients
@@ -197,10 +221,11 @@ MESSAGE_SAMPLES = TableSpec(
         "batch_id",
     ),
     partition_column="sent_at",
+    types=("text", "text", "text", "timestamptz", "bytea", "text", "timestamptz", "uuid"),
 )
 
 
-def sample_row(msg: pb.MessageSample, limits: Limits, batch_id: str) -> tuple:
+def sample_row(msg: pb.MessageSample, limits: Limits, batch_id: uuid.UUID) -> tuple:
     if len(msg.topics) > MAX_TOPICS_BYTES:
         raise RecordRefused(f"topics is larger than {MAX_TOPICS_BYTES} bytes")
     received_at = None
@@ -257,6 +282,23 @@ HOST_MINUTES = TableSpec(
         "batch_id",
     ),
     partition_column="minute",
+    types=(
+        "text",
+        "timestamptz",
+        "int4",
+        "float8[]",
+        *(
+            "int8" if name.startswith("memory_") and name.endswith("_bytes") else "float8"
+            for name, _ in HOST_METRIC_FIELDS
+        ),
+        *("jsonb" for _ in HISTOGRAM_FIELDS),
+        "float8",
+        "int4",
+        "int4",
+        "int4",
+        "float8",
+        "uuid",
+    ),
 )
 
 
@@ -280,7 +322,7 @@ def histogram_json(h: pb.LogHistogram, field: str) -> str:
     return json.dumps({"i": index, "c": counts, "z": h.zero_count, "sum": h.sum, "min": h.min, "max": h.max})
 
 
-def host_row(msg: pb.HostMinute, limits: Limits, batch_id: str) -> tuple:
+def host_row(msg: pb.HostMinute, limits: Limits, batch_id: uuid.UUID) -> tuple:
     host_id = _text(msg.host_id, "host_id", max_len=128)
     minute = _minute(msg, "minute", limits)
     if len(msg.cpu_percent_per_core) > MAX_CORES:
@@ -328,12 +370,14 @@ PRODUCT_EVENTS = TableSpec(
         "batch_id",
     ),
     partition_column="timestamp",
+    types=("text", "text", "text", "text", "timestamptz", "text", "text", "jsonb", "uuid"),
 )
 
 ACCOUNTS_CREATED = TableSpec(
     table="accounts_created",
     columns=("event_id", "user_id", "created_at", "batch_id"),
     partition_column="created_at",
+    types=("text", "text", "timestamptz", "uuid"),
 )
 
 
@@ -363,7 +407,7 @@ def payload_json(text: str, max_bytes: int) -> str:
     return text
 
 
-def event_row(msg: pb.ProductEvent, limits: Limits, batch_id: str) -> tuple:
+def event_row(msg: pb.ProductEvent, limits: Limits, batch_id: uuid.UUID) -> tuple:
     if msg.schema_version not in ("", SCHEMA_VERSION):
         raise RecordRefused(f"schema_version must be {SCHEMA_VERSION!r}")
     return (
@@ -388,4 +432,4 @@ def account_row(event: tuple) -> tuple:
     return (event[0], event[5], event[4], event[8])
 
 
-RowBuilder = Callable[[object, Limits, str], tuple]
+RowBuilder = Callable[[object, Limits, uuid.UUID], tuple]

@@ -33,7 +33,7 @@ class Endpoint:
     response: type[Message]
     field: str
     spec: TableSpec
-    to_row: Callable[[Message, Limits, str], tuple]
+    to_row: Callable[[Message, Limits, uuid.UUID], tuple]
 
 
 ENDPOINTS = (
@@ -149,9 +149,10 @@ class IngestService:
         write = TableWrite(spec, rows=[], indexes=[], messages=[])
         rejects: list[Reject] = []
         to_row = endpoint.to_row
+        batch_uuid = uuid.UUID(batch_id)  # rows carry the UUID itself, as binary COPY needs
         for index, item in enumerate(items):
             try:
-                row = to_row(item, limits, batch_id)
+                row = to_row(item, limits, batch_uuid)
             except RecordRefused as refused:
                 rejects.append(Reject(index, str(refused), item.SerializeToString()))
                 continue

@@ -50,16 +50,16 @@ def make_samples(now: dt.datetime) -> list[pb.MessageSample]:
     return samples
 
 
-def copy_baseline(url: str, samples: list[pb.MessageSample]) -> float:
-    """Plain psycopg COPY of the same rows, 2,000 per transaction; returns rows/s."""
+def copy_baseline(url: str, samples: list[pb.MessageSample], *, binary: bool) -> float:
+    """psycopg COPY of the same rows, 2,000 per transaction, text ("plain") or binary; returns rows/s."""
     limits = records.Limits(now=dt.datetime.now(dt.UTC), retention_days=7)
-    batch_id = str(uuid.uuid4())
-    rows = [records.sample_row(s, limits, batch_id) for s in samples]
+    rows = [records.sample_row(s, limits, uuid.uuid4()) for s in samples]
     table = sql.Identifier("raw", "message_samples")
+    spec = records.MESSAGE_SAMPLES
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         for start in range(0, len(rows), BATCH):
-            _copy_rows(cur, table, records.MESSAGE_SAMPLES.columns, rows[start : start + BATCH])
+            _copy_rows(cur, table, spec.columns, rows[start : start + BATCH], spec.types if binary else None)
             conn.commit()
         elapsed = time.perf_counter() - started
         cur.execute("truncate raw.message_samples")
@@ -107,7 +107,8 @@ def run(server_url: str) -> dict[str, float]:
         with psycopg.connect(url) as conn:
             ensure_partitions(conn, RetentionDays(), ahead_days=1, back_days=2)
         samples = make_samples(dt.datetime.now(dt.UTC))
-        copy_rate = copy_baseline(url, samples)
+        copy_rate = copy_baseline(url, samples, binary=False)
+        binary_rate = copy_baseline(url, samples, binary=True)
         receiver_rate = receiver_throughput(url, samples)
     finally:
         local_postgres.drop_database(server_url, name)
@@ -115,4 +116,6 @@ def run(server_url: str) -> dict[str, float]:
         "ingest.copy_records_per_s": round(copy_rate),
         "ingest.receiver_records_per_s": round(receiver_rate),
         "ingest.receiver_vs_copy": round(receiver_rate / copy_rate, 3),
+        "ingest.copy_binary_records_per_s": round(binary_rate),
+        "ingest.receiver_vs_binary_copy": round(receiver_rate / binary_rate, 3),
     }

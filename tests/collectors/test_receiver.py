@@ -256,3 +256,13 @@ def test_health_and_metrics(warehouse_url: str) -> None:
         assert "telemetry_receiver_batch_seconds_bucket" in body
     finally:
         running.stop(grace=1)
+
+
+def test_client_cuts_batches_under_the_byte_limit(receiver: Receiver, db: psycopg.Connection) -> None:
+    samples = [records.sample(f"m{i}") for i in range(50)]
+    size = pb.PushMessageSamplesRequest(samples=samples).ByteSize()
+    with IngestClient(f"127.0.0.1:{receiver.port}", TOKEN, max_batch_bytes=size // 5) as c:
+        result = c.push_message_samples(samples)
+    assert result.accepted == 50
+    assert result.delivered_batches >= 6  # halved until each request fits
+    assert count(db, "raw.message_samples") == 50

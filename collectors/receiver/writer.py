@@ -89,7 +89,7 @@ class PartitionCache:
             return wanted - self._days.get(table, set())
 
 
-def _copy_rows(
+def copy_rows(
     cur: psycopg.Cursor,
     target: sql.Composable,
     columns: Sequence[str],
@@ -119,10 +119,9 @@ def _day(value: dt.datetime) -> dt.date:
 class BatchWriter:
     """Lands batches through a connection pool; thread-safe."""
 
-    def __init__(self, pool, *, source_prefix: str = "") -> None:
+    def __init__(self, pool) -> None:
         self.pool = pool
         self.partitions = PartitionCache()
-        self.source_prefix = source_prefix
 
     def write(
         self,
@@ -137,11 +136,11 @@ class BatchWriter:
             set_json_dumps(_json_text, cur)
             for write in writes:
                 table = outcome.tables[write.spec.table] = TableOutcome()
-                self._drop_unpartitioned(conn, write, outcome)
+                days = self._drop_unpartitioned(conn, write, outcome)
                 if write.rows:
-                    outcome.rejects += self._land(conn, cur, write, table)
+                    outcome.rejects += self._land(conn, cur, write, days, table)
             if outcome.rejects:
-                _copy_rows(
+                copy_rows(
                     cur,
                     sql.SQL("raw.rejects"),
                     ("source", "reason", "record", "record_index", "batch_id"),
@@ -166,46 +165,53 @@ class BatchWriter:
                 )
         return outcome
 
-    def _drop_unpartitioned(self, conn: psycopg.Connection, write: TableWrite, outcome: BatchOutcome) -> None:
-        """Move rows whose day has no partition to the rejects (a missing partition must not fail the batch)."""
+    def _drop_unpartitioned(self, conn: psycopg.Connection, write: TableWrite, outcome: BatchOutcome) -> list[dt.date]:
+        """Move rows whose day has no partition to the rejects (a missing partition must not fail the batch).
+
+        Returns the partition day of each row kept, computed once for the whole write.
+        """
         p = write.spec.partition_index
-        missing = self.partitions.missing(conn, write.spec.table, {_day(r[p]) for r in write.rows})
+        days = [_day(r[p]) for r in write.rows]
+        missing = self.partitions.missing(conn, write.spec.table, set(days))
         if not missing:
-            return
+            return days
         keep = []
-        for i, row in enumerate(write.rows):
-            if _day(row[p]) in missing:
-                reason = (
-                    f"no partition of raw.{write.spec.table} for {_day(row[p])} (run `telemetry-db partitions create`)"
-                )
+        for i, day in enumerate(days):
+            if day in missing:
+                reason = f"no partition of raw.{write.spec.table} for {day} (run `telemetry-db partitions create`)"
                 outcome.rejects.append(write.reject(i, reason))
             else:
                 keep.append(i)
         write.rows = [write.rows[i] for i in keep]
         write.indexes = [write.indexes[i] for i in keep]
         write.messages = [write.messages[i] for i in keep]
+        return [days[i] for i in keep]
 
     def _land(
-        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+        self,
+        conn: psycopg.Connection,
+        cur: psycopg.Cursor,
+        write: TableWrite,
+        days: list[dt.date],
+        outcome: TableOutcome,
     ) -> list[Reject]:
-        """Land the rows of ``write``; returns rows the database refused."""
+        """Land the rows of ``write`` (``days``: each row's partition day); returns rows the database refused."""
         spec = write.spec
         target = sql.Identifier("raw", spec.table)
-        p = spec.partition_index
         try:
             with conn.transaction():
-                _copy_rows(cur, target, spec.columns, write.rows, spec.types)
-            outcome.accepted_by_day = Counter(_day(r[p]) for r in write.rows)
+                copy_rows(cur, target, spec.columns, write.rows, spec.types)
+            outcome.accepted_by_day = Counter(days)
             return []
         except errors.UniqueViolation:
             pass  # a retried batch or duplicates inside it: take the counting path below
         except (errors.DataException, errors.IntegrityError):
-            return self._land_row_by_row(conn, cur, write, outcome)
-        self._land_deduplicated(conn, cur, write, outcome)
+            return self._land_row_by_row(conn, cur, write, days, outcome)
+        self._land_deduplicated(cur, write, days, outcome)
         return []
 
     def _land_deduplicated(
-        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+        self, cur: psycopg.Cursor, write: TableWrite, days: list[dt.date], outcome: TableOutcome
     ) -> None:
         spec = write.spec
         stage = sql.Identifier(f"stage_{spec.table}")
@@ -216,9 +222,9 @@ class BatchWriter:
             )
         )
         cur.execute(sql.SQL("truncate {}").format(stage))
-        _copy_rows(cur, stage, spec.columns, write.rows, spec.types)
+        copy_rows(cur, stage, spec.columns, write.rows, spec.types)
         part_col = sql.Identifier(spec.partition_column)
-        for day in sorted({_day(r[spec.partition_index]) for r in write.rows}):
+        for day in sorted(set(days)):
             start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
             cur.execute(
                 sql.SQL(
@@ -232,7 +238,12 @@ class BatchWriter:
         outcome.duplicates = len(write.rows) - outcome.accepted
 
     def _land_row_by_row(
-        self, conn: psycopg.Connection, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome
+        self,
+        conn: psycopg.Connection,
+        cur: psycopg.Cursor,
+        write: TableWrite,
+        days: list[dt.date],
+        outcome: TableOutcome,
     ) -> list[Reject]:
         """One savepoint per row; returns the rows the database refused as rejects."""
         spec = write.spec
@@ -250,7 +261,7 @@ class BatchWriter:
                 refused.append(write.reject(i, f"refused by the database: {error.diag.message_primary or error}"))
                 continue
             if cur.rowcount:
-                outcome.accepted_by_day[_day(row[spec.partition_index])] += 1
+                outcome.accepted_by_day[days[i]] += 1
             else:
                 outcome.duplicates += 1
         return refused

@@ -22,7 +22,7 @@ from collectors.client import IngestClient
 from collectors.config import RetentionDays
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import records
-from collectors.receiver.writer import _copy_rows
+from collectors.receiver.writer import copy_rows
 from collectors.warehouse import local_postgres
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
@@ -59,7 +59,7 @@ def copy_baseline(url: str, samples: list[pb.MessageSample], *, binary: bool) ->
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         for start in range(0, len(rows), BATCH):
-            _copy_rows(cur, table, spec.columns, rows[start : start + BATCH], spec.types if binary else None)
+            copy_rows(cur, table, spec.columns, rows[start : start + BATCH], spec.types if binary else None)
             conn.commit()
         elapsed = time.perf_counter() - started
         cur.execute("truncate raw.message_samples")

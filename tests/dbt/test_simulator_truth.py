@@ -29,17 +29,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from google.protobuf.message import Message
 from telemetry_ops import dbt
 
-from collectors.client import IngestClient
-from collectors.config import Settings
-from collectors.receiver.server import Receiver
 from collectors.simulator.config import SimulationConfig
-from collectors.simulator.run import BufferedSender, play
 from collectors.simulator.truth import STATES
 from collectors.warehouse import local_postgres
-from tests.collectors.conftest import TOKEN
+from tests.dbt.simulated import land_simulation
 
 DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
 START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
@@ -121,23 +116,9 @@ def built(
     url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
     tmp = tmp_path_factory.mktemp("simulator_truth")
     try:
-        settings = Settings(database_url=url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN)
-        receiver = Receiver(settings).start()
         oracle = Oracle()
-        try:
-            with IngestClient(f"127.0.0.1:{receiver.port}", TOKEN, spool_dir=tmp / "spool", attempts=2) as client:
-                sender = BufferedSender(client)
-
-                def send(kind: str, record: Message) -> None:
-                    oracle.add(kind, record)
-                    sender.add(kind, record)
-
-                truth = play(CONFIG, send)
-                sender.flush()
-        finally:
-            receiver.stop(grace=5)
+        truth, accepted = land_simulation(url, CONFIG, tmp / "spool", on_record=oracle.add)
         truth.write(tmp / "truth")
-        accepted = {kind: result.accepted for kind, result in sender.results.items()}
         dbt.build(
             "+tag:daily", START, END, database_url=url, target_path=tmp / "dbt_target"
         )  # data tests included: a failing one raises DbtBuildError

@@ -18,16 +18,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from google.protobuf.message import Message
 from telemetry_ops import dbt
 
-from collectors.client import IngestClient
-from collectors.config import Settings
-from collectors.receiver.server import Receiver
 from collectors.simulator.config import SimulationConfig
-from collectors.simulator.run import BufferedSender, play
 from collectors.warehouse import local_postgres
-from tests.collectors.conftest import TOKEN
+from tests.dbt.simulated import land_simulation
 
 END = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
 START = END - dt.timedelta(days=7)
@@ -69,19 +64,7 @@ def week_url(
     url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
     tmp = tmp_path_factory.mktemp("week")
     try:
-        settings = Settings(database_url=url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN)
-        receiver = Receiver(settings).start()
-        try:
-            with IngestClient(f"127.0.0.1:{receiver.port}", TOKEN, spool_dir=tmp / "spool", attempts=2) as client:
-                sender = BufferedSender(client)
-
-                def send(kind: str, record: Message) -> None:
-                    sender.add(kind, record)
-
-                play(CONFIG, send)
-                sender.flush()
-        finally:
-            receiver.stop(grace=5)
+        land_simulation(url, CONFIG, tmp / "spool")
         yield url
     finally:
         local_postgres.drop_database(pg_server.url, name)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telemetry"
 DEFAULT_TARGET = "127.0.0.1:50051"  # where senders find the receiver unless told otherwise
+STATE_DIR = Path(__file__).resolve().parents[1] / ".state"  # local, git-ignored working state
 
 
 class RetentionDays(BaseSettings):
@@ -58,7 +60,21 @@ class Settings(BaseSettings):
     # Partitions created ahead of time, in days
     partitions_ahead_days: int = Field(3, ge=1)
 
+    # Privacy, applied by the receiver's record rules (and so by the JSONL loader) before anything lands
+    # comma-separated payload key paths to drop, e.g. "email,device.ip" (keys inside arrays are not looked into)
+    payload_exclude_fields: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    hash_receiver_keys: bool = False  # store HMAC-SHA256(salt, receiver_public_key) instead of the key
+    receiver_key_salt: SecretStr = SecretStr("")  # the HMAC key; required (16+ characters) with hash_receiver_keys
+
     retention: RetentionDays = Field(default_factory=RetentionDays)
+
+    # Orchestration (Airflow DAGs)
+    # A reliability window [S, E) is computed once E + lag has passed, lag = this many window lengths.
+    reliability_lag_windows: float = Field(1.0, ge=0)
+    # dbt run artefacts (run_results.json, manifest) are kept per DAG run under this directory.
+    artefacts_dir: Path = STATE_DIR / "artefacts"
+    # Great Expectations file context; Data Docs land in <gx_dir>/uncommitted/data_docs/local_site/.
+    gx_dir: Path = STATE_DIR / "gx"
 
     @field_validator("database_url", "ingest_database_url")
     @classmethod
@@ -66,6 +82,26 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user@127.0.0.1:5432/telemetry")
         return value
+
+    @field_validator("payload_exclude_fields", mode="before")
+    @classmethod
+    def _field_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for path in value:
+                if not isinstance(path, str) or not all(path.split(".")):
+                    raise ValueError(f"{path!r} is not a key path like 'email' or 'device.ip'")
+        return value
+
+    @model_validator(mode="after")
+    def _salt_with_hashing(self) -> Settings:
+        if self.hash_receiver_keys and len(self.receiver_key_salt.get_secret_value()) < 16:
+            raise ValueError(
+                "TELEMETRY_HASH_RECEIVER_KEYS needs TELEMETRY_RECEIVER_KEY_SALT of at least 16 characters "
+                "(public keys are public: an unsalted hash of one is a lookup away)"
+            )
+        return self
 
     def token_list(self) -> list[str]:
         return [t.strip() for t in self.ingest_tokens.get_secret_value().split(",") if t.strip()]

@@ -7,6 +7,11 @@ batch to an on-disk :class:`Spool` that is replayed before the next push (or by
 ``flush_spool``). A batch is forgotten only after the receiver acknowledged it,
 and the receiver acknowledges only after commit: nothing acknowledged is lost,
 and replays are harmless because the warehouse deduplicates on natural keys.
+A spooled batch the receiver refuses for good is set aside (``Spool.set_aside``)
+instead of blocking the spool, except on UNAUTHENTICATED/PERMISSION_DENIED: a
+wrong token is the sender's configuration, and every batch would be refused.
+When the spool's disk is full, :class:`SpoolFullError` says which records of the
+push are neither delivered nor spooled.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import grpc
 from google.protobuf.message import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from collectors.client.spool import Spool, SpooledBatch
+from collectors.client.spool import Spool, SpooledBatch, SpoolFullError
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
 SERVICE = "/telemetry.v1.TelemetryIngest/"
@@ -32,6 +37,7 @@ TRANSIENT = {
     grpc.StatusCode.ABORTED,
     grpc.StatusCode.INTERNAL,
 }
+CONFIGURATION = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class PushResult:
     rejected: int = 0
     spooled_batches: int = 0
     delivered_batches: int = 0
+    refused_batches: int = 0  # spooled batches the receiver refused for good, moved to the spool's refused/
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the pushed sequence, reason)
 
     def add(self, ack: pb.IngestAck, offset: int) -> None:
@@ -86,6 +93,7 @@ class PushResult:
         self.rejected += other.rejected
         self.spooled_batches += other.spooled_batches
         self.delivered_batches += other.delivered_batches
+        self.refused_batches += other.refused_batches
         self.rejects += other.rejects
 
 
@@ -111,7 +119,13 @@ class IngestClient:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
     ) -> None:
-        options = [("grpc.max_send_message_length", max_batch_bytes + 64 * 1024)]
+        options = [
+            ("grpc.max_send_message_length", max_batch_bytes + 64 * 1024),
+            # reconnect to a restarted receiver on the same schedule as the retries (gRPC's default grows to 120 s)
+            ("grpc.initial_reconnect_backoff_ms", max(1, int(backoff * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(backoff * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(max_backoff * 1000))),
+        ]
         if root_certificates is not None:
             self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates), options)
         else:
@@ -150,12 +164,29 @@ class IngestClient:
         if self.spool is not None and len(self.spool):
             down.set()  # the spool did not drain: keep order, do not wait on a receiver that is down
         batches = list(self._batches(spec, records))
+
+        def deliver(batch: tuple[int, bytes, int]) -> PushResult | SpoolFullError:
+            try:
+                return self._deliver(spec, batch[0], batch[1], down)
+            except SpoolFullError as full:
+                full.unsaved = ((batch[0], batch[2]),)
+                return full
+
         if self._executor is None:
-            outcomes = [self._deliver(spec, offset, payload, down) for offset, payload in batches]
+            outcomes = [deliver(batch) for batch in batches]
         else:
-            outcomes = list(self._executor.map(lambda b: self._deliver(spec, b[0], b[1], down), batches))
+            outcomes = list(self._executor.map(deliver, batches))
+        full = None
         for outcome in outcomes:
-            result.merge(outcome)
+            if isinstance(outcome, SpoolFullError):
+                if full is not None:
+                    outcome.unsaved = full.unsaved + outcome.unsaved
+                full = outcome
+            else:
+                result.merge(outcome)
+        if full is not None:
+            full.result = result
+            raise full
         return result
 
     def push_minute_snapshots(self, records: Sequence[pb.MinuteSnapshot]) -> PushResult:
@@ -177,7 +208,14 @@ class IngestClient:
             return result
         with self._spool_lock:
             for batch in self.spool.batches():
-                ack = self._send_spooled(batch)
+                try:
+                    ack = self._send_spooled(batch)
+                except IngestError as refused:
+                    if refused.code in CONFIGURATION:
+                        raise
+                    self.spool.set_aside(batch, str(refused))
+                    result.refused_batches += 1
+                    continue
                 if ack is None:
                     break
                 result.add(ack, 0)
@@ -197,8 +235,8 @@ class IngestClient:
 
     # ------------------------------------------------------------------ internals
 
-    def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes]]:
-        """(offset of the first record, serialized request) for batches under both limits.
+    def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes, int]]:
+        """(offset of the first record, serialized request, records) for batches under both limits.
 
         Takes ``max_batch_records`` at a time and halves a slice only when its request is over
         ``max_batch_bytes`` (sizes are computed in C, not per record in Python). A single record
@@ -214,7 +252,7 @@ class IngestClient:
                 half = len(part) // 2
                 pending += [(offset + half, part[half:]), (offset, part[:half])]
                 continue
-            yield offset, request
+            yield offset, request, len(part)
 
     @staticmethod
     def _request(spec: Kind, records: Sequence[Message]) -> bytes:

@@ -16,6 +16,7 @@ from collectors.client import IngestClient
 from collectors.config import Settings, sender_token
 from collectors.loader import sinks
 from collectors.loader.loader import DEFAULT_BATCH_LINES, PARALLEL_MIN_BYTES, FileReport, load_file, worker_pool
+from collectors.receiver.cli import describe
 
 PROG = "telemetry-load-events"
 SHOWN_REJECTS = 10
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        print(f"{PROG}: invalid configuration:\n{error}", file=sys.stderr)
+        print(f"{PROG}: invalid configuration:\n{describe(error)}", file=sys.stderr)
         return 2
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
 

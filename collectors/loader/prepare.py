@@ -20,11 +20,21 @@ SOURCE = records.PRODUCT_EVENTS.table
 
 @dataclass(frozen=True)
 class RuleBounds:
-    """The receiver's bounds for product events (from Settings), picklable for worker processes."""
+    """The receiver's bounds and privacy rules for product events (from Settings), picklable for worker
+    processes."""
 
     retention_days: int = 90
     max_future_seconds: int = 300
     max_payload_bytes: int = 16 * 1024
+    privacy: records.Privacy = records.NO_PRIVACY
+
+    def kept_line(self, raw: bytes) -> bytes:
+        """What raw.rejects keeps of a refused line: the line, without excluded payload fields (nothing when
+        it cannot be parsed yet names one)."""
+        if not self.privacy.payload_exclude:
+            return raw
+        kept = records.without_excluded(raw, self.privacy, under="payload")
+        return b"" if kept is None else kept  # type: ignore[return-value]
 
     def limits(self) -> records.Limits:
         """Limits as of now: fixed per batch, as the receiver fixes them per batch (bounds computed once)."""
@@ -33,6 +43,7 @@ class RuleBounds:
             retention_days=self.retention_days,
             max_future_seconds=self.max_future_seconds,
             max_payload_bytes=self.max_payload_bytes,
+            privacy=self.privacy,
         )
 
 
@@ -63,7 +74,7 @@ def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Prep
         try:
             row = event_row(parse_line(raw, default_user_id=default_user_id), limits, batch_uuid)  # type: ignore[arg-type]
         except (LineRefused, records.RecordRefused) as refused:
-            batch.rejects.append((number, str(refused), raw))
+            batch.rejects.append((number, str(refused), bounds.kept_line(raw)))
             continue
         batch.event_rows.append(row)
         batch.event_lines.append(number)
@@ -87,7 +98,7 @@ def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Pr
             event = parse_line(raw, default_user_id=default_user_id)
             records.event_row(event, limits, batch.batch_id)  # type: ignore[arg-type]
         except (LineRefused, records.RecordRefused) as refused:
-            batch.rejects.append((number, str(refused), raw))
+            batch.rejects.append((number, str(refused), bounds.kept_line(raw)))
             continue
         batch.events.append(event)
         batch.event_lines.append(number)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import psycopg
+from psycopg import sql
 
 from collectors.client import IngestClient
 from collectors.config import Settings
 from collectors.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
 from collectors.loader.source import Chunk
 from collectors.receiver import records
-from collectors.receiver.writer import BatchWriter, Reject, TableWrite
+from collectors.receiver.writer import BatchWriter, Reject, TableWrite, copy_rows
 from collectors.warehouse.db import connect
 
 
@@ -48,6 +49,7 @@ def rule_bounds(settings: Settings) -> RuleBounds:
         retention_days=settings.retention.for_table(SOURCE),
         max_future_seconds=settings.max_future_seconds,
         max_payload_bytes=settings.max_payload_bytes,
+        privacy=records.Privacy.from_settings(settings),
     )
 
 
@@ -66,15 +68,16 @@ class OriginalLine:
 class ChunkOriginals:
     """The writer's per-row ``messages`` for a batch, made only for the rows it refuses (rarely)."""
 
-    def __init__(self, chunk: Chunk, numbers: list[int]) -> None:
+    def __init__(self, chunk: Chunk, numbers: list[int], bounds: RuleBounds) -> None:
         self.chunk = chunk
         self.numbers = numbers
+        self.bounds = bounds
 
     def __len__(self) -> int:
         return len(self.numbers)
 
     def __getitem__(self, i: int) -> OriginalLine:
-        return OriginalLine(self.chunk.line(self.numbers[i]))
+        return OriginalLine(self.bounds.kept_line(self.chunk.line(self.numbers[i])))
 
 
 class _OneConnection:
@@ -93,7 +96,8 @@ class DatabaseSink:
     """COPYs rows that passed the receiver's rules with the receiver's writer, one transaction per file."""
 
     def __init__(self, database_url: str, settings: Settings, *, default_user_id: str = "") -> None:
-        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=rule_bounds(settings))
+        self.bounds = rule_bounds(settings)
+        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=self.bounds)
         self.conn = connect(database_url, autocommit=True)
         self.writer = BatchWriter(_OneConnection(self.conn))
         self.file_name: str | None = None
@@ -110,12 +114,12 @@ class DatabaseSink:
 
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
         lines = batch.event_lines
-        events = TableWrite(records.PRODUCT_EVENTS, batch.event_rows, lines, ChunkOriginals(chunk, lines))  # type: ignore[arg-type]
+        events = TableWrite(records.PRODUCT_EVENTS, batch.event_rows, lines, ChunkOriginals(chunk, lines, self.bounds))  # type: ignore[arg-type]
         accounts = TableWrite(
             records.ACCOUNTS_CREATED,
             batch.account_rows,
             batch.account_lines,
-            ChunkOriginals(chunk, batch.account_lines),  # type: ignore[arg-type]
+            ChunkOriginals(chunk, batch.account_lines, self.bounds),  # type: ignore[arg-type]
         )
         refused = [Reject(number, reason, raw) for number, reason, raw in batch.rejects]
         outcome = self.writer.write(SOURCE, batch.batch_id, [events, accounts], refused)
@@ -167,14 +171,13 @@ class ReceiverSink:
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
         report = BatchReport(rejects=[(number, reason) for number, reason, _ in batch.rejects])
         if batch.rejects and self.conn is not None:
-            with (
-                self.conn.cursor() as cur,
-                cur.copy(
-                    "copy raw.rejects (source, reason, record, record_index, file_name, line_number) from stdin"
-                ) as copy,
-            ):
-                for number, reason, raw in batch.rejects:
-                    copy.write_row((SOURCE, reason, raw, number, self.file_name, number))
+            with self.conn.cursor() as cur:
+                copy_rows(
+                    cur,
+                    sql.SQL("raw.rejects"),
+                    ("source", "reason", "record", "record_index", "file_name", "line_number"),
+                    ((SOURCE, reason, raw, number, self.file_name, number) for number, reason, raw in batch.rejects),
+                )
         if batch.events:
             result = self.client.push_product_events([event.to_proto() for event in batch.events])
             report.accepted, report.duplicates = result.accepted, result.duplicates

@@ -8,6 +8,7 @@ process stays cheap; workers split a chunk into its numbered lines.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 4 << 20
+
+
+class UnreadableFile(OSError):
+    """The file cannot be read to its end (a gzip file that is truncated or corrupt)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,13 @@ class LineSource:
             stream: BinaryIO = gzip.GzipFile(fileobj=raw) if compressed else raw  # type: ignore[assignment]
             first_line, pending, count, scan = 1, b"", 0, 0
             while True:
-                block = stream.read(READ_BYTES)
+                try:
+                    block = stream.read(READ_BYTES)
+                except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                    raise UnreadableFile(
+                        f"{self.path}: not a readable gzip stream after line {first_line + count - 1} "
+                        f"(truncated or corrupt: {error})"
+                    ) from None
                 if block:
                     pending += block
                 cut = 0

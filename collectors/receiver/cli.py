@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def describe(error: ValidationError) -> str:
+    """A settings error without the values given: they may be secrets (a token, a salt, a password in a URL)."""
+    return "\n".join(
+        f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
-        print(f"telemetry-receiver: invalid configuration:\n{error}", file=sys.stderr)
+        print(f"telemetry-receiver: invalid configuration:\n{describe(error)}", file=sys.stderr)
         return 2
     if not settings.token_list():
         print("telemetry-receiver: set TELEMETRY_INGEST_TOKENS to at least one bearer token", file=sys.stderr)

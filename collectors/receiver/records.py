@@ -3,19 +3,26 @@
 Each raw table has a :class:`TableSpec` (the columns COPY writes, in order, and
 the partition column). A ``to_row`` function turns one record into a tuple in
 that column order, or raises :class:`RecordRefused` with a reason a sender can
-act on. Nothing here touches the database.
+act on. :class:`Privacy` (part of :class:`Limits`) removes configured payload
+fields and hashes receiver public keys before a row exists, and cleans the
+bytes kept of refused records the same way. Nothing here touches the database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
+import hashlib
+import hmac
 import itertools
 import json
 import math
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
 
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
@@ -28,6 +35,10 @@ MAX_HISTOGRAM_BUCKETS = 8192
 MAX_TOPICS_BYTES = 4096
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+# raw.message_samples' unique index holds receiver_public_key and message_id; btree refuses index rows over
+# 2704 bytes, which 512 + 256 characters of 4-byte UTF-8 exceed
+MAX_SAMPLE_KEY_BYTES = 2400
+HASHED_KEY_PREFIX = "hmac-sha256:"
 
 
 class RecordRefused(ValueError):
@@ -49,6 +60,74 @@ class TableSpec:
         return self.columns.index(self.partition_column)
 
 
+def _payload_paths(fields: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(name.split(".")) for name in fields)
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """What never lands as sent (settings ``TELEMETRY_PAYLOAD_EXCLUDE_FIELDS``, ``TELEMETRY_HASH_RECEIVER_KEYS``
+    with ``TELEMETRY_RECEIVER_KEY_SALT``).
+
+    ``payload_exclude``: key paths (``"email"``, ``"device.ip"``) removed from product event payloads (objects
+    only; keys inside arrays are not looked into). ``receiver_key_salt``: when set, each receiver public key is
+    replaced by ``hmac-sha256:<hex>`` of it under the salt: deterministic, so replays still deduplicate and the
+    reliability marts, which only group and join on the key, give the same numbers; keyed, because public keys
+    are public and an unkeyed hash of one is a lookup away. Picklable (the loader's worker processes get it).
+    """
+
+    payload_exclude: tuple[tuple[str, ...], ...] = ()
+    receiver_key_salt: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, exclude_fields: Iterable[str] = (), receiver_key_salt: str | None = None) -> Privacy:
+        return cls(_payload_paths(exclude_fields), receiver_key_salt.encode() if receiver_key_salt else None)
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Privacy:
+        """The rules a :class:`collectors.config.Settings` asks for."""
+        salt = settings.receiver_key_salt.get_secret_value() if settings.hash_receiver_keys else None  # type: ignore[attr-defined]
+        return cls.of(settings.payload_exclude_fields, salt)  # type: ignore[attr-defined]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.payload_exclude) or self.receiver_key_salt is not None
+
+    def receiver_key(self, key: str) -> str:
+        if self.receiver_key_salt is None or not key:
+            return key
+        return HASHED_KEY_PREFIX + hmac.new(self.receiver_key_salt, key.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _parent(value: dict, path: tuple[str, ...]) -> dict | None:
+        """The object holding the last key of ``path``, if the path leads through objects."""
+        node = value
+        for key in path[:-1]:
+            node = node.get(key)  # type: ignore[assignment]
+            if not isinstance(node, dict):
+                return None
+        return node
+
+    def has_excluded(self, value: dict) -> bool:
+        """True when ``value`` (a payload object) holds a key path to exclude."""
+        return any(path[-1] in (self._parent(value, path) or ()) for path in self.payload_exclude)
+
+    def drop_excluded(self, value: dict) -> None:
+        for path in self.payload_exclude:
+            parent = self._parent(value, path)
+            if parent is not None:
+                parent.pop(path[-1], None)
+
+    def may_hold_excluded(self, text: str | bytes) -> bool:
+        """For text that cannot be parsed: could it hold an excluded key? (The key's name appears in it.)"""
+        if isinstance(text, bytes):
+            return any(path[-1].encode() in text for path in self.payload_exclude)
+        return any(path[-1] in text for path in self.payload_exclude)
+
+
+NO_PRIVACY = Privacy()
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds applied to every record; ``now`` is fixed per batch so one batch is judged consistently."""
@@ -57,6 +136,7 @@ class Limits:
     retention_days: int
     max_future_seconds: int = 300
     max_payload_bytes: int = 16 * 1024
+    privacy: Privacy = NO_PRIVACY
 
     @functools.cached_property
     def earliest(self) -> float:
@@ -232,10 +312,16 @@ def sample_row(msg: pb.MessageSample, limits: Limits, batch_id: uuid.UUID) -> tu
     if msg.HasField("received_at"):
         # client clock: allow it to be a little ahead, but not absurd
         received_at = _time(msg, "received_at", limits)
+    message_id = _text(msg.message_id, "message_id", max_len=256)
+    key = _text(msg.receiver_public_key, "receiver_public_key", max_len=512)
+    if len(key) + len(message_id) > MAX_SAMPLE_KEY_BYTES // 4 and (
+        len(key.encode()) + len(message_id.encode()) > MAX_SAMPLE_KEY_BYTES
+    ):
+        raise RecordRefused(f"receiver_public_key and message_id take more than {MAX_SAMPLE_KEY_BYTES} bytes together")
     return (
-        _text(msg.message_id, "message_id", max_len=256),
+        message_id,
         _text(msg.channel_id, "channel_id", max_len=256),
-        _text(msg.receiver_public_key, "receiver_public_key", max_len=512),
+        limits.privacy.receiver_key(key),
         _time(msg, "sent_at", limits),
         msg.topics,
         _text(msg.envelope_id, "envelope_id", max_len=256, required=False),
@@ -386,10 +472,32 @@ def _reject_constant(name: str) -> float:
 
 
 _PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: it is on the hot path
+# re-encoding after removing fields keeps every number as it was written (1.10, 1e400, 2**70)
+_EXACT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=decimal.Decimal)
+_EXACT_ENCODER = msgspec.json.Encoder(decimal_format="number")
 
 
-def payload_json(text: str, max_bytes: int) -> str:
-    """Validate a JSON object payload; returns the text to store."""
+def without_excluded(text: str | bytes, privacy: Privacy, under: str | None = None) -> str | bytes | None:
+    """The JSON object ``text`` with the excluded payload fields removed (the payload is ``text`` itself, or its
+    member ``under``); ``text`` itself when there is nothing to remove; None when it cannot be parsed and may
+    hold an excluded field, so that nothing of it should be kept."""
+    try:
+        value = _EXACT_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+    except (ValueError, RecursionError):  # RecordRefused and UnicodeDecodeError are ValueErrors
+        return None if privacy.may_hold_excluded(text) else text
+    payload = value.get(under) if under is not None and isinstance(value, dict) else value
+    if not isinstance(payload, dict) or not privacy.has_excluded(payload):
+        return text
+    privacy.drop_excluded(payload)
+    try:
+        encoded = _EXACT_ENCODER.encode(value)
+    except (UnicodeEncodeError, msgspec.EncodeError):  # a lone surrogate escape, which no UTF-8 can carry
+        return None
+    return encoded if isinstance(text, bytes) else encoded.decode()
+
+
+def payload_json(text: str, max_bytes: int, privacy: Privacy = NO_PRIVACY) -> str:
+    """Validate a JSON object payload; returns the text to store (without the fields ``privacy`` excludes)."""
     if not text:
         return "{}"
     if len(text.encode()) > max_bytes:
@@ -404,6 +512,11 @@ def payload_json(text: str, max_bytes: int) -> str:
         raise RecordRefused(f"payload is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise RecordRefused("payload must be a JSON object")
+    if privacy.payload_exclude and privacy.has_excluded(value):
+        cleaned = without_excluded(text, privacy)
+        if cleaned is None:
+            raise RecordRefused("payload holds a character no UTF-8 text can carry (a lone surrogate escape)")
+        return cleaned or "{}"  # type: ignore[return-value]
     return text
 
 
@@ -418,7 +531,7 @@ def event_row(msg: pb.ProductEvent, limits: Limits, batch_id: uuid.UUID) -> tupl
         _time(msg, "timestamp", limits),
         _text(msg.user_id, "user_id", max_len=128),
         _text(msg.session_id, "session_id", max_len=128, required=False) or None,
-        payload_json(msg.payload_json, limits.max_payload_bytes),
+        payload_json(msg.payload_json, limits.max_payload_bytes, limits.privacy),
         batch_id,
     )
 
@@ -433,3 +546,28 @@ def account_row(event: tuple) -> tuple:
 
 
 RowBuilder = Callable[[object, Limits, uuid.UUID], tuple]
+
+
+# --------------------------------------------------------------------------- what is kept of refused records
+
+
+def kept_bytes(msg: object, privacy: Privacy) -> bytes:
+    """The bytes of a refused record stored in raw.rejects: the record as sent, with the receiver key hashed and
+    excluded payload fields removed; a payload that cannot be cleaned (not JSON, yet naming an excluded field)
+    is left out."""
+    if not privacy.active:
+        return msg.SerializeToString()  # type: ignore[attr-defined]
+    if isinstance(msg, pb.MessageSample) and privacy.receiver_key_salt is not None and msg.receiver_public_key:
+        copy = pb.MessageSample()
+        copy.CopyFrom(msg)
+        copy.receiver_public_key = privacy.receiver_key(msg.receiver_public_key)
+        return copy.SerializeToString()
+    if isinstance(msg, pb.ProductEvent) and privacy.payload_exclude and msg.payload_json:
+        text = msg.payload_json
+        cleaned = without_excluded(text, privacy)
+        if cleaned is not text:
+            copy = pb.ProductEvent()
+            copy.CopyFrom(msg)
+            copy.payload_json = cleaned or ""  # type: ignore[assignment]
+            return copy.SerializeToString()
+    return msg.SerializeToString()  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -16,7 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import metrics, records
-from collectors.receiver.records import Limits, RecordRefused, TableSpec
+from collectors.receiver.records import Limits, Privacy, RecordRefused, TableSpec
 from collectors.receiver.writer import BatchWriter, Reject, TableWrite
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class IngestService:
     def __init__(self, writer: BatchWriter, settings: Settings) -> None:
         self.writer = writer
         self.settings = settings
+        self.privacy = Privacy.from_settings(settings)
+        self.kept_bytes = functools.partial(records.kept_bytes, privacy=self.privacy)
 
     def handle(self, endpoint: Endpoint, payload: bytes, context: grpc.ServicerContext) -> bytes:
         """One batch. Oversized requests never get here: the server's max_receive_message_length
@@ -145,8 +148,10 @@ class IngestService:
             retention_days=self.settings.retention.for_table(spec.table),
             max_future_seconds=self.settings.max_future_seconds,
             max_payload_bytes=self.settings.max_payload_bytes,
+            privacy=self.privacy,
         )
-        write = TableWrite(spec, rows=[], indexes=[], messages=[])
+        kept_bytes = self.kept_bytes
+        write = TableWrite(spec, rows=[], indexes=[], messages=[], kept_bytes=kept_bytes)
         rejects: list[Reject] = []
         to_row = endpoint.to_row
         batch_uuid = uuid.UUID(batch_id)  # rows carry the UUID itself, as binary COPY needs
@@ -154,14 +159,14 @@ class IngestService:
             try:
                 row = to_row(item, limits, batch_uuid)
             except RecordRefused as refused:
-                rejects.append(Reject(index, str(refused), item.SerializeToString()))
+                rejects.append(Reject(index, str(refused), kept_bytes(item)))
                 continue
             write.rows.append(row)
             write.indexes.append(index)
             write.messages.append(item)
         writes = [write]
         if spec is records.PRODUCT_EVENTS:
-            accounts = TableWrite(records.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[])
+            accounts = TableWrite(records.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[], kept_bytes=kept_bytes)
             for row, index, item in zip(write.rows, write.indexes, write.messages, strict=True):
                 if records.is_account_created(row):
                     accounts.rows.append(records.account_row(row))

@@ -5,8 +5,12 @@ table inside a savepoint. Duplicates are rare (a client retrying a batch), so
 only when that COPY hits a unique violation do we roll back to the savepoint,
 COPY into a temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` per day,
 which counts duplicates. If the database refuses a value that validation let
-through, the batch falls back to one savepoint per row and the refused rows go
-to ``raw.rejects``: the rest of the batch still lands.
+through (a JSON payload with a lone surrogate escape or a number beyond
+``numeric``, a key too large for its unique index), the batch falls back to
+one savepoint per row and the refused rows go to ``raw.rejects``: the rest of
+the batch still lands. Only INSERT privilege is needed (the
+``telemetry_ingest`` role): the staging table is declared from the table's
+column types, not copied with ``LIKE``, which would need SELECT.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -27,12 +31,21 @@ from collectors.receiver.records import TableSpec
 
 PARTITION_CACHE_SECONDS = 60.0
 
+# What the database raises for a value it refuses (psycopg raises the DB-API classes, e.g. a jsonb parse error is
+# InvalidTextRepresentation, a DataError; an index row over the btree limit is ProgramLimitExceeded, which psycopg
+# files under OperationalError): such a row becomes a reject, never a failed (and endlessly retried) batch.
+REFUSED_VALUE = (psycopg.DataError, psycopg.IntegrityError, errors.ProgramLimitExceeded)
+
 
 @dataclass
 class Reject:
     index: int
     reason: str
     record: bytes
+
+
+def _serialized(message) -> bytes:
+    return message.SerializeToString()
 
 
 @dataclass
@@ -43,9 +56,10 @@ class TableWrite:
     rows: list[tuple]
     indexes: list[int]  # index in the request of each row (for reject reports)
     messages: list  # the protobuf record of each row, serialized only if the row is refused
+    kept_bytes: Callable[[object], bytes] = _serialized  # what raw.rejects keeps of a refused record
 
     def reject(self, i: int, reason: str) -> Reject:
-        return Reject(self.indexes[i], reason, self.messages[i].SerializeToString())
+        return Reject(self.indexes[i], reason, self.kept_bytes(self.messages[i]))
 
 
 @dataclass
@@ -205,10 +219,16 @@ class BatchWriter:
             return []
         except errors.UniqueViolation:
             pass  # a retried batch or duplicates inside it: take the counting path below
-        except (errors.DataException, errors.IntegrityError):
+        except REFUSED_VALUE:
             return self._land_row_by_row(conn, cur, write, days, outcome)
-        self._land_deduplicated(cur, write, days, outcome)
-        return []
+        try:
+            with conn.transaction():
+                self._land_deduplicated(cur, write, days, outcome)
+            return []
+        except REFUSED_VALUE:
+            # duplicates and a value the database refuses in one batch (e.g. a retried batch that had a reject)
+            outcome.accepted_by_day, outcome.duplicates = Counter(), 0
+            return self._land_row_by_row(conn, cur, write, days, outcome)
 
     def _land_deduplicated(
         self, cur: psycopg.Cursor, write: TableWrite, days: list[dt.date], outcome: TableOutcome
@@ -216,11 +236,12 @@ class BatchWriter:
         spec = write.spec
         stage = sql.Identifier(f"stage_{spec.table}")
         cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-        cur.execute(
-            sql.SQL("create temp table if not exists {} (like {} including defaults) on commit drop").format(
-                stage, sql.Identifier("raw", spec.table)
-            )
+        # declared from the column types: ``like raw.<table>`` would need SELECT, which the ingest role lacks
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+            for name, kind in zip(spec.columns, spec.types, strict=True)
         )
+        cur.execute(sql.SQL("create temp table if not exists {} ({}) on commit drop").format(stage, columns))
         cur.execute(sql.SQL("truncate {}").format(stage))
         copy_rows(cur, stage, spec.columns, write.rows, spec.types)
         part_col = sql.Identifier(spec.partition_column)
@@ -257,7 +278,7 @@ class BatchWriter:
             try:
                 with conn.transaction():
                     cur.execute(statement, row)
-            except (errors.DataException, errors.IntegrityError) as error:
+            except REFUSED_VALUE as error:
                 refused.append(write.reject(i, f"refused by the database: {error.diag.message_primary or error}"))
                 continue
             if cur.rowcount:

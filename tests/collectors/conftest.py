@@ -1,24 +1,58 @@
-"""Receivers for tests: in-process (fast) and as a real subprocess (for signals and kills)."""
+"""Receivers for tests: in-process (fast) and as a real subprocess (for signals and kills); login users in the
+warehouse roles; the figures the fault, load and fuzz suites report."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
 
 from collectors.client import IngestClient
 from collectors.config import Settings
 from collectors.receiver.server import Receiver
+from collectors.warehouse import local_postgres
 
 TOKEN = "test-token-" + "x" * 20
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIGURES_FILE = REPO_ROOT / ".state" / "hardening-figures.json"
+_FIGURES: list[tuple[str, dict[str, object]]] = []
+
+
+def report_figures(name: str, **figures: object) -> None:
+    """Record the figures of a fault, load or fuzz test: printed at the end of the run (terminal summary) and
+    kept in .state/hardening-figures.json (latest run of each test)."""
+    _FIGURES.append((name, figures))
+    print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    try:
+        stored = json.loads(FIGURES_FILE.read_text()) if FIGURES_FILE.exists() else {}
+    except ValueError:
+        stored = {}
+    stored[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(stored, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("fault, load and fuzz figures")
+    for name, figures in _FIGURES:
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    terminalreporter.write_line(f"(kept in {FIGURES_FILE.relative_to(REPO_ROOT)})")
 
 
 def free_port() -> int:
@@ -87,3 +121,32 @@ def receiver_process(warehouse_url: str) -> Iterator[Callable[..., tuple[subproc
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+@pytest.fixture
+def login_in_role(pg_server: local_postgres.PostgresServer, warehouse_url: str) -> Iterator[Callable[[str], str]]:
+    """``login_in_role("telemetry_ingest")``: a fresh login user in that group role; returns the warehouse URL as
+    that user. Users are cluster-wide, so each is named uniquely and dropped at teardown."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        user, password = f"{role}_t{os.getpid()}_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+        with psycopg.connect(pg_server.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("create role {} login password {} in role {}").format(
+                    sql.Identifier(user), sql.Literal(password), sql.Identifier(role)
+                )
+            )
+        made.append(user)
+        parts = urlsplit(warehouse_url)
+        netloc = f"{user}:{password}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    yield make
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        for user in made:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where usename = %s and pid <> pg_backend_pid()",
+                (user,),
+            )
+            conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(user)))

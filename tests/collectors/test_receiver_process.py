@@ -101,7 +101,9 @@ def test_client_spools_while_receiver_is_down_and_delivers_later_without_duplica
 ) -> None:
     port = free_port()
     spool_dir = tmp_path / "spool"
-    with IngestClient(f"127.0.0.1:{port}", TOKEN, spool_dir=spool_dir, attempts=2, backoff=0.05, timeout=2) as client:
+    with IngestClient(
+        f"127.0.0.1:{port}", TOKEN, spool_dir=spool_dir, attempts=2, backoff=0.05, max_backoff=0.5, timeout=2
+    ) as client:
         first = client.push_message_samples([records.sample(f"a{i}") for i in range(30)])
         second = client.push_message_samples([records.sample(f"b{i}") for i in range(30)])
         assert (first.spooled_batches, second.spooled_batches) == (1, 1)
@@ -109,6 +111,7 @@ def test_client_spools_while_receiver_is_down_and_delivers_later_without_duplica
         assert stored_keys(db) == set()
 
         receiver_process(port=port)
+        grpc.channel_ready_future(client.channel).result(timeout=10)  # reconnects within max_backoff
         third = client.push_message_samples([records.sample(f"c{i}") for i in range(30)] + [records.sample("a0")])
         assert len(client.spool) == 0
         # the two spooled batches were delivered first, then the new one (whose a0 is a duplicate)

@@ -2,7 +2,8 @@
 
 Sessions of one user are at least 31 minutes apart and shorter than a day,
 so the warehouse's sessionisation (30 min idle, 24 h max) finds exactly the
-generated sessions. Funnel attempts start before 23:00 UTC so an attempt
+generated sessions (a new account's ``account_created`` event carries the id
+of the session it opens). Funnel attempts start before 23:00 UTC so an attempt
 never reaches into the next day's attempts.
 """
 
@@ -65,12 +66,25 @@ class Product:
         return event
 
     def _session(
-        self, user_id: str, start: dt.datetime, day_end: dt.datetime, funnel: Funnel | None, day: ProductDay
+        self,
+        user_id: str,
+        start: dt.datetime,
+        day_end: dt.datetime,
+        funnel: Funnel | None,
+        day: ProductDay,
+        account_created_at: dt.datetime | None = None,
     ) -> dt.datetime:
-        """Events of one session from ``start``; returns the time of its last event."""
+        """Events of one session from ``start``; returns the time of its last event.
+
+        A new account's ``account_created`` event (seconds before ``start``) opens its first session.
+        """
         rng = self.rng
         self.sessions += 1
         session_id = f"s-{self.config.seed}-{self.sessions}"
+        if account_created_at is not None:
+            day.events.append(
+                self._event(user_id, session_id, account_created_at, ("user", "account_created"), source="simulator")
+            )
         at = start
         day.events.append(
             self._event(user_id, session_id, at, ("app", "app_open"), platform=rng.choice(("pc", "mac", "linux")))
@@ -107,9 +121,8 @@ class Product:
                 existing.append(uid)
             elif created < day_end:
                 created += dt.timedelta(seconds=rng.randrange(60))
-                day.events.append(self._event(str(uid), None, created, ("user", "account_created"), source="simulator"))
                 first = created + dt.timedelta(seconds=rng.randint(1, 30))
-                self._session(str(uid), first, day_end, onboarding, day)
+                self._session(str(uid), first, day_end, onboarding, day, account_created_at=created)
         for uid in existing:
             if rng.random() >= config.active_share_per_day:
                 continue

@@ -303,3 +303,79 @@ def test_host_percentiles_are_within_the_histogram_error_of_the_truth(built: Bui
         assert count == int(r["count"]), r
         for estimate, exact in ((p50, r["p50"]), (p95, r["p95"]), (p99, r["p99"])):
             assert float(estimate) == pytest.approx(float(exact), rel=0.005, abs=1e-9), r
+
+
+def test_sessions_equal_the_truth_exactly(built: Built) -> None:
+    """Every session that starts on D, with its end and event count, exactly as the simulator generated it."""
+    expected = {
+        (r["user_id"], dt.datetime.fromisoformat(r["start"]), dt.datetime.fromisoformat(r["end"]), int(r["events"]))
+        for r in built.truth_csv("sessions.csv")
+        if dt.datetime.fromisoformat(r["start"]).date() == DAY
+    }
+    assert len(expected) > 50
+    rows = built.rows(
+        "select user_id, session_start, session_end, events from marts.fct_sessions where session_day = %s", (DAY,)
+    )
+    assert len(rows) == len(expected)
+    assert set(rows) == expected
+
+
+def funnel_rows(built: Built) -> dict[tuple[str, int], tuple[Any, ...]]:
+    rows = built.rows(
+        "select funnel, step, users, conversion_from_previous, drop_off, immature"
+        " from marts.fct_funnel_daily where day = %s",
+        (DAY,),
+    )
+    return {(funnel, step): rest for funnel, step, *rest in rows}
+
+
+def test_funnel_users_per_step_equal_the_truth_exactly(built: Built) -> None:
+    truth = {
+        (r["funnel"], int(r["step"])): int(r["users"])
+        for r in built.truth_csv("funnel_steps.csv")
+        if r["day"] == DAY.isoformat()
+    }
+    assert {funnel for funnel, _ in truth} == {f.name for f in CONFIG.funnels}
+    got = funnel_rows(built)
+    assert {key: users for key, (users, *_) in got.items() if users} == truth
+    # immature: chosen attempts stopped at the previous step whose 60-minute window closes after the last event
+    open_windows = dict(
+        built.rows(
+            """
+            select a.funnel || ':' || (a.depth + 1), count(*)
+            from intermediate.int_funnel_attempts as a
+            where a.entry_day = %s and a.is_chosen and not a.converted
+              and a.entry_at + interval '60 minutes' > (select max("timestamp") from raw.product_events)
+            group by 1
+            """,
+            (DAY,),
+        )
+    )
+    for (funnel, step), (users, _, drop_off, immature) in got.items():
+        assert immature == open_windows.get(f"{funnel}:{step}", 0), (funnel, step)
+        if step > 1:
+            assert drop_off == got[(funnel, step - 1)][0] - users - immature
+
+
+def test_funnel_conversions_match_the_configured_drop_off(built: Built) -> None:
+    """Users reaching step k are the users whose best attempt got there: a user with n attempts that day reaches
+    step k with probability 1 - (1 - q^(k-1))^n, q = 1 - drop_off. The mart's counts must agree within 4 sigma."""
+    attempts = built.rows(
+        "select funnel, count(*) from intermediate.int_funnel_attempts where entry_day = %s group by funnel, user_id",
+        (DAY,),
+    )
+    got = funnel_rows(built)
+    q = 1 - CONFIG.drop_off
+    checked = 0
+    for funnel in CONFIG.funnels:
+        counts = [n for name, n in attempts if name == funnel.name]
+        assert got[(funnel.name, 1)][0] == len(counts)
+        for step in range(2, len(funnel.steps) + 1):
+            chances = [1 - (1 - q ** (step - 1)) ** n for n in counts]
+            mean = sum(chances)
+            sigma = math.sqrt(sum(p * (1 - p) for p in chances))
+            users, conversion_from_previous, *_ = got[(funnel.name, step)]
+            assert abs(users - mean) <= 4 * sigma + 1e-9, (funnel.name, step, users, mean, sigma)
+            assert conversion_from_previous == round(Decimal(users) / got[(funnel.name, step - 1)][0], 6)
+            checked += 1
+    assert checked == 6

@@ -1,0 +1,102 @@
+{#-
+  Funnel marts (DESIGN.md item 4) from the chosen attempts of int_funnel_attempts.
+
+  `funnel_weekly_choices(where)`: per funnel, user and UTC week the chosen attempt, which is the
+  deepest of the user's daily chosen attempts of the week, the earliest entry on ties (the same
+  as choosing among all the week's attempts, since each day's choice is that day's deepest and
+  earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
+
+  `funnel_summary(chosen, period)`: one row per period, funnel and declared step, from `chosen`
+  (one row per user and period: period, funnel, depth, step_seconds, is_immature):
+    users                     chosen attempts that reached at least the step
+    conversion_from_start     users / users at step 1
+    conversion_from_previous  users / users at the previous step (null for step 1)
+    immature                  chosen attempts that stopped at the previous step and whose
+                              window is still open (not drop-off)
+    drop_off                  users at the previous step - users - immature (null for step 1)
+    median / p90 seconds      percentile_cont over the users of (step time - entry time)
+-#}
+
+{% macro funnel_weekly_choices(where='true') -%}
+    select
+        ranked.funnel,
+        ranked.week_start,
+        ranked.user_id,
+        ranked.entry_event_id,
+        ranked.entry_at,
+        ranked.entry_day,
+        ranked.depth,
+        ranked.converted,
+        ranked.matched_event_ids,
+        ranked.step_seconds,
+        ranked.is_immature
+    from (
+        select
+            attempts.*,
+            date_trunc('week', attempts.entry_day::timestamp)::date as week_start,
+            row_number() over (
+                partition by attempts.funnel, attempts.user_id, date_trunc('week', attempts.entry_day::timestamp)
+                order by attempts.depth desc, attempts.entry_at, attempts.entry_event_id
+            ) as week_rank
+        from {{ ref('int_funnel_attempts') }} as attempts
+        where attempts.is_chosen and {{ where }}
+    ) as ranked
+    where ranked.week_rank = 1
+{%- endmacro %}
+
+{% macro funnel_summary(chosen, period) -%}
+with steps as (
+    select
+        funnel,
+        step,
+        channel,
+        event
+    from {{ ref('funnel_steps') }}
+),
+
+per_step as (
+    select
+        chosen.{{ period }},
+        chosen.funnel,
+        steps.step,
+        steps.channel,
+        steps.event,
+        count(*) filter (where chosen.depth >= steps.step) as users,
+        count(*) filter (where chosen.depth = steps.step - 1 and chosen.is_immature) as immature,
+        percentile_cont(0.5) within group (order by (chosen.step_seconds ->> (steps.step - 1))::double precision)
+            filter (where chosen.depth >= steps.step) as median_seconds_to_step,
+        percentile_cont(0.9) within group (order by (chosen.step_seconds ->> (steps.step - 1))::double precision)
+            filter (where chosen.depth >= steps.step) as p90_seconds_to_step
+    from {{ chosen }} as chosen
+    inner join steps on steps.funnel = chosen.funnel
+    group by chosen.{{ period }}, chosen.funnel, steps.step, steps.channel, steps.event
+),
+
+with_previous as (
+    select
+        *,
+        first_value(users) over funnel_steps as entered,
+        lag(users) over funnel_steps as previous_users
+    from per_step
+    window funnel_steps as (partition by {{ period }}, funnel order by step)
+),
+
+final as (
+    select
+        {{ period }},
+        funnel,
+        step,
+        channel,
+        event,
+        users,
+        trim_scale(round(users::numeric / nullif(entered, 0), 6)) as conversion_from_start,
+        trim_scale(round(users::numeric / nullif(previous_users, 0), 6)) as conversion_from_previous,
+        previous_users - users - immature as drop_off,
+        immature,
+        median_seconds_to_step,
+        p90_seconds_to_step
+    from with_previous
+)
+
+select * from final
+{%- endmacro %}

@@ -1,0 +1,349 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='entry_day',
+        on_schema_change='fail',
+        tags=['daily'],
+        pre_hook=product_planner_settings(),
+        post_hook="create index if not exists {{ this.name }}_entry_day on {{ this }} (entry_day)",
+    )
+}}
+
+{#-
+  Every funnel attempt (DESIGN.md item 4), one row each: every step-1 event is an entry.
+
+  * ordered mode: step k is the earliest event of step k's (channel, event), by (timestamp,
+    event_id), with a timestamp at or after step k-1's (at equal timestamps steps count in funnel
+    order) and at most window_minutes after the entry (exactly on the limit counts), that fills
+    no earlier step of the attempt;
+  * strict mode: the user's events in order (timestamp, r, event_id), r = the lowest step index
+    of the event's kind in the funnel, 0 for other events; step k must be the very next event
+    after step k-1, within the window, else the attempt stops.
+  Per funnel, user and entry day the chosen attempt is the deepest, the earliest entry on ties.
+
+  A windowed run recomputes whole entry days: those overlapping [window start - longest
+  conversion window, window end) and those late arrivals touch (macros/product.sql). Events are
+  read from each such day to the end of the next one (conversion windows are at most one day).
+-#}
+
+
+
+{%- set bounds = window_period_bounds('day') -%}
+{%- set max_steps = funnel_max_steps() -%}
+{%- set max_window_minutes = funnel_max_window_minutes() -%}
+{%- if max_window_minutes > 1440 -%}
+    {{ exceptions.raise_compiler_error("var funnel_max_window_minutes=" ~ max_window_minutes ~ " must be at most 1440 (one day)") }}
+{%- endif -%}
+{%- set arrivals = ref('stg_product__event_arrivals') -%}
+
+with steps as (
+    select
+        funnel,
+        step,
+        channel,
+        event
+    from {{ ref('funnel_steps') }}
+),
+
+funnels as (
+    select
+        funnels.funnel,
+        funnels.window_minutes,
+        funnels.strict_order,
+        make_interval(mins => funnels.window_minutes) as window_length,
+        step_counts.steps_total
+    from {{ ref('funnels') }} as funnels
+    inner join (
+        select
+            funnel,
+            max(step) as steps_total
+        from steps
+        group by funnel
+    ) as step_counts on step_counts.funnel = funnels.funnel
+),
+
+{%- if bounds is not none %}
+{%- set timedelta = modules.datetime.timedelta -%}
+{%- set read_from = floor_to_grain(bounds.lower - timedelta(days=product_late_arrival_days(), minutes=max_window_minutes), 'day') -%}
+{%- set read_to = bounds.upper + timedelta(days=1) -%}
+{%- set window_from = floor_to_grain(bounds.lower - timedelta(minutes=max_window_minutes), 'day') %}
+
+reopened_days as (
+    {{ funnel_reopened_days('funnels') }}
+),
+
+{%- endif %}
+
+-- events of a funnel step's kind, once per step they can fill
+candidates as (
+    select
+        steps.funnel,
+        steps.step,
+        arrivals.user_id,
+        arrivals.occurred_at,
+        arrivals.event_id
+    from {{ arrivals }} as arrivals
+    inner join steps
+        on steps.channel = arrivals.channel
+        and steps.event = arrivals.event
+    {%- if bounds is not none %}
+    where {{ funnel_read_filter('arrivals.occurred_at', read_from, window_from, read_to) }}
+    {%- endif %}
+),
+
+entries as (
+    select
+        candidates.funnel,
+        candidates.user_id,
+        candidates.event_id as entry_event_id,
+        candidates.occurred_at as entry_at,
+        {{ utc_date('candidates.occurred_at') }} as entry_day,
+        candidates.occurred_at + funnels.window_length as window_closes_at,
+        funnels.strict_order
+    from candidates
+    inner join funnels on funnels.funnel = candidates.funnel
+    where candidates.step = 1
+    {%- if bounds is not none %}
+        and {{ utc_date('candidates.occurred_at') }} in (select day from reopened_days)
+    {%- endif %}
+),
+
+-- ordered mode, one step at a time: the attempts that reached step k
+reached_1 as (
+    select
+        funnel,
+        user_id,
+        entry_event_id,
+        entry_at,
+        window_closes_at,
+        array[entry_event_id] as event_ids,
+        array[entry_at] as step_times,
+        entry_at as last_at
+    from entries
+    where not strict_order
+),
+
+{%- for k in range(2, max_steps + 1) %}
+
+reached_{{ k }} as (
+    select distinct on (attempts.funnel, attempts.user_id, attempts.entry_at, attempts.entry_event_id)
+        attempts.funnel,
+        attempts.user_id,
+        attempts.entry_event_id,
+        attempts.entry_at,
+        attempts.window_closes_at,
+        attempts.event_ids || candidates.event_id as event_ids,
+        attempts.step_times || candidates.occurred_at as step_times,
+        candidates.occurred_at as last_at
+    from reached_{{ k - 1 }} as attempts
+    inner join candidates
+        on candidates.funnel = attempts.funnel
+        and candidates.user_id = attempts.user_id
+        and candidates.step = {{ k }}
+    where candidates.occurred_at >= attempts.last_at
+        and candidates.occurred_at <= attempts.window_closes_at
+        and candidates.event_id <> all(attempts.event_ids)
+    order by
+        attempts.funnel, attempts.user_id, attempts.entry_at, attempts.entry_event_id,
+        candidates.occurred_at, candidates.event_id
+),
+
+{%- endfor %}
+
+ordered_attempts as (
+    select distinct on (funnel, user_id, entry_at, entry_event_id)
+        funnel,
+        user_id,
+        entry_event_id,
+        entry_at,
+        event_ids,
+        step_times,
+        false as stopped_by_other_event
+    from (
+        {%- for k in range(1, max_steps + 1) %}
+        select * from reached_{{ k }}
+        {{ "union all" if not loop.last }}
+        {%- endfor %}
+    ) as reached
+    order by funnel, user_id, entry_at, entry_event_id, cardinality(event_ids) desc
+),
+
+-- strict mode: each strict funnel's users' whole event sequence
+strict_step_kinds as (
+    select
+        steps.funnel,
+        steps.channel,
+        steps.event,
+        min(steps.step) as lowest_step
+    from steps
+    inner join funnels on funnels.funnel = steps.funnel
+    where funnels.strict_order
+    group by steps.funnel, steps.channel, steps.event
+),
+
+strict_users as (
+    select distinct
+        funnel,
+        user_id
+    from entries
+    where strict_order
+),
+
+strict_sequence as (
+    select
+        strict_users.funnel,
+        events.user_id,
+        events.event_id,
+        events.channel,
+        events.event,
+        events.occurred_at,
+        {%- for j in range(1, max_steps) %}
+        lead(events.event_id, {{ j }}) over user_sequence as next_event_id_{{ j }},
+        lead(events.channel, {{ j }}) over user_sequence as next_channel_{{ j }},
+        lead(events.event, {{ j }}) over user_sequence as next_event_{{ j }},
+        lead(events.occurred_at, {{ j }}) over user_sequence as next_at_{{ j }},
+        {%- endfor %}
+        lead(events.event_id, {{ max_steps }}) over user_sequence as next_event_id_{{ max_steps }}
+    from {{ arrivals }} as events
+    inner join strict_users on strict_users.user_id = events.user_id
+    left join strict_step_kinds
+        on strict_step_kinds.funnel = strict_users.funnel
+        and strict_step_kinds.channel = events.channel
+        and strict_step_kinds.event = events.event
+    {%- if bounds is not none %}
+    where {{ funnel_read_filter('events.occurred_at', read_from, window_from, read_to) }}
+    {%- endif %}
+    window user_sequence as (
+        partition by strict_users.funnel, events.user_id
+        order by events.occurred_at, coalesce(strict_step_kinds.lowest_step, 0), events.event_id
+    )
+),
+
+strict_step_columns as (
+    select
+        funnel
+        {%- for k in range(2, max_steps + 1) %},
+        max(channel) filter (where step = {{ k }}) as channel_{{ k }},
+        max(event) filter (where step = {{ k }}) as event_{{ k }}
+        {%- endfor %}
+    from steps
+    group by funnel
+),
+
+strict_matched as (
+    select
+        entries.funnel,
+        entries.user_id,
+        entries.entry_event_id,
+        entries.entry_at,
+        entries.window_closes_at,
+        {%- for j in range(1, max_steps) %}
+        seq.next_event_id_{{ j }},
+        seq.next_at_{{ j }},
+        {%- endfor %}
+        seq.next_event_id_{{ max_steps }},
+        {%- for k in range(2, max_steps + 1) %}
+        (
+            seq.next_channel_{{ k - 1 }} = kinds.channel_{{ k }}
+            and seq.next_event_{{ k - 1 }} = kinds.event_{{ k }}
+            and seq.next_at_{{ k - 1 }} <= entries.window_closes_at
+        ) as fits_{{ k }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from entries
+    inner join strict_sequence as seq
+        on seq.funnel = entries.funnel
+        and seq.user_id = entries.user_id
+        and seq.event_id = entries.entry_event_id
+        and seq.occurred_at = entries.entry_at
+    inner join strict_step_columns as kinds on kinds.funnel = entries.funnel
+    where entries.strict_order
+),
+
+strict_attempts as (
+    select
+        funnel,
+        user_id,
+        entry_event_id,
+        entry_at,
+        event_ids,
+        step_times,
+        -- stopped before the last step although another event followed the last matched one
+        depth < steps_total and next_after_last is not null as stopped_by_other_event
+    from (
+        select
+            strict_matched.*,
+            funnels.steps_total,
+            case
+                {%- for depth in range(max_steps, 1, -1) %}
+                when {% for k in range(2, depth + 1) %}coalesce(fits_{{ k }}, false){{ " and " if not loop.last }}{% endfor %} then {{ depth }}
+                {%- endfor %}
+                else 1
+            end as depth
+        from strict_matched
+        inner join funnels on funnels.funnel = strict_matched.funnel
+    ) as with_depth
+    cross join lateral (
+        select
+            array[entry_event_id{% for k in range(2, max_steps + 1) %}, case when depth >= {{ k }} then next_event_id_{{ k - 1 }} end{% endfor %}] as all_event_ids,
+            array[entry_at{% for k in range(2, max_steps + 1) %}, case when depth >= {{ k }} then next_at_{{ k - 1 }} end{% endfor %}] as all_step_times,
+            case depth
+                {%- for k in range(1, max_steps + 1) %}
+                when {{ k }} then next_event_id_{{ k }}
+                {%- endfor %}
+            end as next_after_last
+    ) as next_events
+    cross join lateral (
+        select
+            all_event_ids[1:depth] as event_ids,
+            all_step_times[1:depth] as step_times
+    ) as matched
+),
+
+attempts as (
+    select * from ordered_attempts
+    union all
+    select * from strict_attempts
+),
+
+data_end as (
+    select
+        {%- if bounds is none %}
+        {{ product_data_end(none, none, none) }} as latest_event_at
+        {%- else %}
+        {{ product_data_end(read_from, bounds, modules.datetime.timedelta(minutes=max_window_minutes)) }} as latest_event_at
+        {%- endif %}
+),
+
+final as (
+    select
+        attempts.funnel,
+        attempts.user_id,
+        attempts.entry_event_id,
+        attempts.entry_at,
+        {{ utc_date('attempts.entry_at') }} as entry_day,
+        funnels.strict_order,
+        funnels.window_minutes,
+        funnels.steps_total,
+        cardinality(attempts.event_ids) as depth,
+        cardinality(attempts.event_ids) = funnels.steps_total as converted,
+        to_jsonb(attempts.event_ids) as matched_event_ids,
+        (
+            select jsonb_agg(trim_scale(extract(epoch from step_time - attempts.entry_at)) order by position)
+            from unnest(attempts.step_times) with ordinality as times (step_time, position)
+        ) as step_seconds,
+        attempts.entry_at + funnels.window_length as window_closes_at,
+        attempts.stopped_by_other_event,
+        cardinality(attempts.event_ids) < funnels.steps_total
+            and not attempts.stopped_by_other_event
+            and attempts.entry_at + funnels.window_length > data_end.latest_event_at as is_immature,
+        row_number() over (
+            partition by attempts.funnel, attempts.user_id, {{ utc_date('attempts.entry_at') }}
+            order by cardinality(attempts.event_ids) desc, attempts.entry_at, attempts.entry_event_id
+        ) = 1 as is_chosen
+    from attempts
+    inner join funnels on funnels.funnel = attempts.funnel
+    cross join data_end
+)
+
+select * from final

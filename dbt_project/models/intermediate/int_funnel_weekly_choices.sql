@@ -1,0 +1,8 @@
+{{
+    config(
+        tags=['weekly'],
+    )
+}}
+
+-- Drill-down of fct_funnel_weekly: the attempt chosen per funnel, user and UTC week.
+{{ funnel_weekly_choices() }}

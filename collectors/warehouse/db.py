@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
+
+log = logging.getLogger(__name__)
 
 RAW_TABLES: tuple[str, ...] = (
     "minute_snapshots",
@@ -40,3 +48,24 @@ def dbt_env(url: str) -> dict[str, str]:
         "TELEMETRY_DB_PASSWORD": str(info.get("password") or ""),
         "TELEMETRY_DB_NAME": str(info.get("dbname") or "postgres"),
     }
+
+
+@contextmanager
+def advisory_lock(url: str, name: str) -> Iterator[None]:
+    """Hold a session-level PostgreSQL advisory lock named ``name`` on ``url``'s database.
+
+    Every process that builds the marts takes the same lock, so Airflow runs of any DAG, backfills
+    and manual dbt calls never rebuild the same views or windows at the same time. A crashed holder
+    releases it with its connection.
+    """
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with connect(url, autocommit=True) as conn:
+        started = time.monotonic()
+        if not conn.execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            log.info("waiting for the %r lock held by another process", name)
+            conn.execute("select pg_advisory_lock(%s)", (key,))
+            log.info("got the %r lock after %.1f s", name, time.monotonic() - started)
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (key,))

@@ -1,7 +1,7 @@
 {{
     config(
         unique_key='day',
-        tags=['daily'],
+        tags=['daily', 'reliability'],
     )
 }}
 

@@ -1,7 +1,7 @@
 {{
     config(
         unique_key='hour_start',
-        tags=['hourly'],
+        tags=['hourly', 'reliability'],
     )
 }}
 

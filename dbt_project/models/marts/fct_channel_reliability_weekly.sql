@@ -1,7 +1,7 @@
 {{
     config(
         unique_key='week_start',
-        tags=['weekly'],
+        tags=['weekly', 'reliability'],
     )
 }}
 

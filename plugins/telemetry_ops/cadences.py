@@ -1,0 +1,105 @@
+"""The three cadences the DAGs run and the window one run owns.
+
+No Airflow import: the DAG factory, the dbt task and the cleanup use these, and tests use them
+without a scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """A dbt tag and the Airflow schedule whose intervals are its windows."""
+
+    name: str
+    cron: str
+    length: dt.timedelta
+
+    @property
+    def dag_id(self) -> str:
+        return f"telemetry_{self.name}"
+
+    def floor(self, moment: dt.datetime) -> dt.datetime:
+        """Start of the period (hour, UTC day, UTC Monday week) that holds ``moment``."""
+        moment = moment.astimezone(dt.UTC)
+        if self.name == "hourly":
+            return moment.replace(minute=0, second=0, microsecond=0)
+        day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.name == "daily":
+            return day
+        return day - dt.timedelta(days=day.weekday())
+
+    def periods(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+        """Starts of every period that overlaps ``[start, end)``."""
+        moment, starts = self.floor(start), []
+        while moment < end:
+            starts.append(moment)
+            moment += self.length
+        return starts
+
+
+HOURLY = Cadence("hourly", "0 * * * *", dt.timedelta(hours=1))
+DAILY = Cadence("daily", "0 0 * * *", dt.timedelta(days=1))
+WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1))
+CADENCES: dict[str, Cadence] = {c.name: c for c in (HOURLY, DAILY, WEEKLY)}
+
+
+def _plain_utc(moment: dt.datetime) -> dt.datetime:
+    """A plain ``datetime`` in UTC (Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone)."""
+    utc = moment.astimezone(dt.UTC)
+    return dt.datetime(*utc.timetuple()[:6], utc.microsecond, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """``[start, end)`` in UTC: what one run builds, deletes and rebuilds."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError(f"window bounds must be timezone-aware: {self.start!r}, {self.end!r}")
+        if self.start >= self.end:
+            raise ValueError(f"empty window [{self.start.isoformat()}, {self.end.isoformat()})")
+        object.__setattr__(self, "start", _plain_utc(self.start))
+        object.__setattr__(self, "end", _plain_utc(self.end))
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+    def check_aligned(self, cadence: Cadence) -> None:
+        """Raise unless both bounds fall on the cadence's period boundaries (a range run must)."""
+        for bound in (self.start, self.end):
+            if cadence.floor(bound) != bound:
+                raise ValueError(f"{bound.isoformat()} is not on a {cadence.name} boundary; window {self}")
+
+
+def parse_instant(value: str) -> dt.datetime:
+    """An ISO 8601 instant; a value without offset is UTC."""
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def run_window(context: dict[str, Any] | Any, cadence: Cadence) -> Window:
+    """The window a task of this run owns.
+
+    Normally the run's data interval. A manual run may pass ``window_start``/``window_end`` params
+    to rebuild a longer range in one dbt call (bounds on the cadence's boundaries); every model is
+    window-incremental on its own period grain, so the result equals one run per period.
+    """
+    params = context.get("params") or {}
+    if params.get("window_start") or params.get("window_end"):
+        if not (params.get("window_start") and params.get("window_end")):
+            raise ValueError("give both window_start and window_end, or neither")
+        window = Window(parse_instant(params["window_start"]), parse_instant(params["window_end"]))
+        window.check_aligned(cadence)
+        return window
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is None or end is None:
+        raise ValueError("the run has no data interval; is the DAG's timetable a data-interval timetable?")
+    return Window(start, end)

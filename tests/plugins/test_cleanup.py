@@ -1,0 +1,110 @@
+"""The weekly cleanup's plan and drop, on a real migrated warehouse (no Airflow)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+from telemetry_ops.builds import selection
+from telemetry_ops.cadences import DAILY, HOURLY, WEEKLY, Window, run_window
+from telemetry_ops.cleanup import FEEDS, drop_partitions, missing_builds, plan_cleanup
+
+from collectors.config import RetentionDays
+from collectors.warehouse.db import RAW_TABLES
+from collectors.warehouse.partitions import list_partitions
+
+TODAY = dt.datetime.now(dt.UTC).date()
+AS_OF = TODAY - dt.timedelta(days=TODAY.weekday())  # this week's Monday
+
+
+def record(conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime) -> None:
+    conn.execute(
+        "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds)"
+        " values (%s, %s, %s, %s, 1, 0)",
+        (cadence, part, start, end),
+    )
+
+
+def cover_everything(conn: psycopg.Connection) -> None:
+    start = dt.datetime.combine(TODAY - dt.timedelta(weeks=20), dt.time(), dt.UTC)
+    start -= dt.timedelta(days=start.weekday())
+    end = dt.datetime.combine(TODAY + dt.timedelta(weeks=2), dt.time(), dt.UTC)
+    end -= dt.timedelta(days=end.weekday())
+    for cadence in ("hourly", "daily", "weekly"):
+        for part in ("marts", "reliability"):
+            record(conn, cadence, part, start, end)
+
+
+def test_every_raw_table_says_what_it_feeds() -> None:
+    assert set(FEEDS) == set(RAW_TABLES)
+
+
+def test_nothing_is_dropped_before_it_is_aggregated(db: psycopg.Connection) -> None:
+    plan = plan_cleanup(db, RetentionDays(message_samples=2), as_of=AS_OF, tables=["message_samples"])
+    assert plan.drop == [] and plan.keep
+    assert all(k.reason.startswith("not aggregated yet: hourly reliability") for k in plan.keep)
+
+
+def test_message_samples_need_the_neighbouring_windows_built(db: psycopg.Connection) -> None:
+    day = AS_OF - dt.timedelta(days=10)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    for cadence in ("hourly", "daily"):
+        record(db, cadence, "reliability", start, start + dt.timedelta(days=1))
+    week = WEEKLY.floor(start)
+    record(db, "weekly", "reliability", week, week + WEEKLY.length)
+    missing = missing_builds(db, "message_samples", day)
+    # the hour before and after the day, the days either side and the weeks either side are still missing
+    assert f"hourly reliability {(start - HOURLY.length).isoformat()}" in missing
+    assert f"hourly reliability {(start + DAILY.length).isoformat()}" in missing
+    assert f"daily reliability {(start - DAILY.length).isoformat()}" in missing
+    assert f"weekly reliability {(week - WEEKLY.length).isoformat()}" in missing
+    assert len(missing) == 2 + 2 + 2
+    assert missing_builds(db, "minute_snapshots", day) == [
+        f"daily marts {start.isoformat()}",
+        f"weekly marts {week.isoformat()}",
+    ]
+
+
+def test_drops_exactly_the_validated_partitions_older_than_the_retention(db: psycopg.Connection) -> None:
+    cover_everything(db)
+    retention = RetentionDays(message_samples=2, minute_snapshots=2, host_minutes=2)
+    tables = ["message_samples", "minute_snapshots", "host_minutes"]
+    plan = plan_cleanup(db, retention, as_of=AS_OF, tables=tables)
+    cutoff = AS_OF - dt.timedelta(days=2)
+    assert plan.keep == [] and plan.drop
+    assert all(p.day < cutoff for p in plan.drop)
+    validated = [p for p in plan.drop if p.table != "host_minutes"]  # say host minutes were not validated
+    dropped = drop_partitions(db, plan, validated, dag_id="telemetry_weekly", run_id="test")
+    assert sorted(dropped, key=str) == sorted(validated, key=str)
+    for table in tables:
+        days = {p.day for p in list_partitions(db, table)}
+        if table == "host_minutes":
+            assert any(d < cutoff for d in days)
+        else:
+            assert days and min(days) >= cutoff  # everything older is gone, everything newer is there
+    log = db.execute("select action, count(*) from quality.cleanup_log group by action").fetchall()
+    kept = sum(1 for p in plan.drop if p.table == "host_minutes")
+    assert dict(log) == {"dropped": len(validated), "kept": kept}
+
+
+def test_selection_per_part_and_family() -> None:
+    assert selection(HOURLY, "marts").select == "+tag:hourly"
+    assert selection(HOURLY, "marts").exclude == "tag:reliability"
+    assert selection(DAILY, "reliability").select == "tag:daily,tag:reliability"
+    family = selection(WEEKLY, "marts", "host_metrics")
+    assert family.select == "tag:weekly,fct_host_metrics_*" and family.exclude == "tag:reliability"
+    with pytest.raises(ValueError, match="unknown model family"):
+        selection(WEEKLY, "marts", "nope")
+
+
+def test_run_window_is_the_data_interval_or_an_aligned_manual_range() -> None:
+    start = dt.datetime(2026, 11, 2, 4, tzinfo=dt.UTC)
+    context = {"params": {}, "data_interval_start": start, "data_interval_end": start + HOURLY.length}
+    assert run_window(context, HOURLY) == Window(start, start + HOURLY.length)
+    manual = {"params": {"window_start": "2026-11-02T00:00:00Z", "window_end": "2026-11-04T00:00:00Z"}}
+    assert run_window(manual, DAILY).end - run_window(manual, DAILY).start == dt.timedelta(days=2)
+    with pytest.raises(ValueError, match="not on a daily boundary"):
+        run_window({"params": {"window_start": "2026-11-02T01:00:00", "window_end": "2026-11-03T00:00:00"}}, DAILY)
+    with pytest.raises(ValueError, match="empty window"):
+        Window(start, start)

@@ -1,0 +1,317 @@
+"""The weekly Great Expectations gate (telemetry_ops.validation), without Airflow, on a real PostgreSQL.
+
+A simulated day is landed through the receiver and built into marts once (conftest); every test validates
+its own copy. Clean data passes and every (suite, asset) run is stored and rendered; each corruption
+fails the run, and the failing expectation is named in ``failing_expectations()``, in
+``quality.validation_runs.failures`` and in the Data Docs page of its suite, and nothing else fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from telemetry_ops.validation import URL_VARIABLE, ValidationOutcome, validate_week
+
+from tests.plugins.conftest import LandedWeek
+
+RAW_SUITES = {
+    f"raw_{t}": f"raw_{t}_partitions_to_drop"
+    for t in ("minute_snapshots", "message_samples", "host_minutes", "product_events", "accounts_created")
+}
+MART_SUITES = {
+    f"marts_{m}": f"marts_{m}"
+    for m in (
+        "fct_telemetry_day",
+        "fct_telemetry_week",
+        "fct_minutes_per_user_daily",
+        "fct_minutes_per_user_weekly",
+        "fct_channel_reliability_hourly",
+        "fct_channel_reliability_daily",
+        "fct_channel_reliability_weekly",
+        "fct_reliability_hourly",
+        "fct_reliability_daily",
+        "fct_reliability_weekly",
+        "fct_host_metrics_hourly",
+        "fct_host_metrics_daily",
+        "fct_host_metrics_weekly",
+        "fct_event_counts_daily",
+    )
+}
+PASSWORD = "not-a-real-secret-7c1e"  # trust auth ignores it; it must never reach a file under gx_dir
+
+
+def with_password(url: str) -> str:
+    return url.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+
+
+def run(url: str, week: LandedWeek, gx_dir: Path, *, run_id: str, partitions: bool = True) -> ValidationOutcome:
+    started = time.monotonic()
+    outcome = validate_week(
+        with_password(url),
+        week.window_start,
+        week.window_end,
+        list(week.partitions) if partitions else [],
+        gx_dir=gx_dir,
+        dag_id="telemetry_weekly",
+        run_id=run_id,
+    )
+    print(f"validate_week {run_id}: {time.monotonic() - started:.1f} s, {len(outcome.results)} suite runs")
+    return outcome
+
+
+def stored_runs(url: str, run_id: str) -> list[dict]:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("select * from quality.validation_runs where run_id = %s order by validation_id", (run_id,))
+        return cur.fetchall()
+
+
+def page_text(path: Path) -> str:
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", path.read_text(), flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def failed_rows(page: Path) -> list[str]:
+    """The text of every row that Data Docs mark as failed on a validation result page."""
+    rows = re.findall(r"<tr>(.*?)</tr>", page.read_text(), flags=re.S)
+    return [page_text_of(row) for row in rows if "fa-times text-danger" in row]
+
+
+def page_text_of(fragment: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+def test_clean_week_passes_every_run_is_stored_and_rendered(week_url: str, landed_week: LandedWeek, tmp_path: Path):
+    gx_dir = tmp_path / "gx"
+    outcome = run(week_url, landed_week, gx_dir, run_id="scheduled__clean")
+
+    assert outcome.success, outcome.message()
+    assert outcome.failing_expectations() == []
+    assert {(r.suite, r.asset) for r in outcome.results} == {*RAW_SUITES.items(), *MART_SUITES.items()}
+    assert all(r.evaluated >= 4 and r.failed == 0 for r in outcome.results)
+    raw = {r.suite: r for r in outcome.results if r.suite in RAW_SUITES}
+    assert raw["raw_minute_snapshots"].scope["partitions"] == [f"minute_snapshots_p{landed_week.old_day:%Y%m%d}"]
+
+    rows = stored_runs(week_url, "scheduled__clean")
+    assert {(row["suite"], row["asset"]) for row in rows} == {(r.suite, r.asset) for r in outcome.results}
+    assert len(rows) == len(outcome.results)
+    for row in rows:
+        assert row["success"] and row["failed"] == 0 and row["failures"] == []
+        assert row["dag_id"] == "telemetry_weekly"
+        assert (row["window_start"], row["window_end"]) == (landed_week.window_start, landed_week.window_end)
+        assert row["evaluated"] > 0 and row["started_at"] <= row["finished_at"]
+        assert Path(row["data_docs_path"]).is_file(), row["data_docs_path"]
+    assert next(r for r in rows if r["suite"] == "raw_host_minutes")["scope"]["days"] == [
+        landed_week.old_day.isoformat()
+    ]
+
+    index = gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert outcome.data_docs_index == index.resolve() and index.is_file()
+    listing = index.read_text()
+    for suite in (*RAW_SUITES, *MART_SUITES):
+        assert suite in listing
+    assert "telemetry_weekly__scheduled__clean" in listing
+    assert "ge-failed-icon" not in listing
+
+    # The connection string never lands in a file: great_expectations.yml names the variable only,
+    # and the variable is gone from the environment after the call.
+    config = (gx_dir / "great_expectations.yml").read_text()
+    assert "${" + URL_VARIABLE + "}" in config
+    assert URL_VARIABLE not in os.environ
+    for path in gx_dir.rglob("*"):
+        if path.is_file():
+            assert PASSWORD not in path.read_text(errors="replace"), path
+
+    # Idempotent in the same directory; nothing to drop validates the marts alone.
+    again = run(week_url, landed_week, gx_dir, run_id="scheduled__nothing_to_drop", partitions=False)
+    assert again.success, again.message()
+    assert {(r.suite, r.asset) for r in again.results} == set(MART_SUITES.items())
+    assert len(stored_runs(week_url, "scheduled__nothing_to_drop")) == len(MART_SUITES)
+    listing = index.read_text()
+    assert "telemetry_weekly__scheduled__clean" in listing
+    assert "telemetry_weekly__scheduled__nothing_to_drop" in listing
+
+
+@dataclass(frozen=True)
+class Corruption:
+    sql: str  # str.format fields: old (the old day), old_p (its partition suffix), window (window start)
+    failing: frozenset[tuple[str, str, str]]  # (suite, expectation type, description) that must fail, and only them
+
+
+LEDGER = "rows per partition day reconcile with quality.ingest_batches (accepted_by_day)"
+FIRST_SNAPSHOT = "(select server_id, minute from raw.minute_snapshots_p{old_p} order by minute, server_id limit 1)"
+
+CORRUPTIONS = {
+    # (a) a negative battle count in a raw partition about to be dropped (CHECK constraints dropped first)
+    "negative_battle_count": Corruption(
+        """
+        do $$ declare c record; begin
+            for c in select conname from pg_constraint
+                     where conrelid = 'raw.minute_snapshots'::regclass and contype = 'c' loop
+                execute format('alter table raw.minute_snapshots drop constraint %I', c.conname);
+            end loop;
+        end $$;
+        update raw.minute_snapshots set battles_in_progress = -1
+        where (server_id, minute) = """
+        + FIRST_SNAPSHOT,
+        frozenset(
+            {
+                (
+                    "raw_minute_snapshots",
+                    "expect_column_values_to_be_between",
+                    "battles_in_progress is not negative",
+                )
+            }
+        ),
+    ),
+    # (b) a duplicated natural key, forced in once the unique constraint is gone; the extra row is not
+    # in the ingest ledger either
+    "duplicate_natural_key": Corruption(
+        """
+        alter table raw.minute_snapshots drop constraint minute_snapshots_natural_key;
+        insert into raw.minute_snapshots
+        select * from raw.minute_snapshots where (server_id, minute) = """
+        + FIRST_SNAPSHOT,
+        frozenset(
+            {
+                (
+                    "raw_minute_snapshots",
+                    "expect_compound_columns_to_be_unique",
+                    "natural key (server_id, minute) is unique",
+                ),
+                ("raw_minute_snapshots", "expect_query_to_return_no_rows", "raw.minute_snapshots " + LEDGER),
+            }
+        ),
+    ),
+    # (c) battles in lobby + in progress exceed the total (every count still non-negative)
+    "lobby_plus_in_progress_above_total": Corruption(
+        """
+        update raw.minute_snapshots set battles_lobby = battles_total - battles_in_progress + 1
+        where (server_id, minute) = """
+        + FIRST_SNAPSHOT,
+        frozenset(
+            {
+                (
+                    "raw_minute_snapshots",
+                    "expect_query_to_return_no_rows",
+                    "battle counts consistent: battles_lobby + battles_in_progress is at most battles_total",
+                )
+            }
+        ),
+    ),
+    # (d) a mart row with reliability above 1
+    "reliability_above_one": Corruption(
+        """
+        update marts.fct_reliability_hourly set reliability = 1.25
+        where hour_start = (select min(hour_start) from marts.fct_reliability_hourly where reliability is not null)
+        """,
+        frozenset(
+            {("marts_fct_reliability_hourly", "expect_column_values_to_be_between", "reliability between 0 and 1")}
+        ),
+    ),
+    # (e) an hour missing for one host in the hourly host metrics (in the weekly window)
+    "missing_host_hour": Corruption(
+        """
+        delete from marts.fct_host_metrics_hourly
+        where (host_id, hour_start) = (
+            select host_id, hour_start from marts.fct_host_metrics_hourly
+            where hour_start >= timestamptz '{window}' + interval '3 hours' order by hour_start, host_id limit 1)
+        """,
+        frozenset(
+            {
+                (
+                    "marts_fct_host_metrics_hourly",
+                    "expect_query_to_return_no_rows",
+                    "no gap: one row per host and hour with host records in raw.host_minutes",
+                )
+            }
+        ),
+    ),
+    # (f) raw rows that the ingest ledger does not account for (one sample lost from a partition to drop)
+    "raw_rows_not_in_ledger": Corruption(
+        """
+        delete from raw.message_samples_p{old_p}
+        where ctid = (select ctid from raw.message_samples_p{old_p} order by sent_at, message_id limit 1)
+        """,
+        frozenset({("raw_message_samples", "expect_query_to_return_no_rows", "raw.message_samples " + LEDGER)}),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_corruption_fails_and_names_the_failing_expectation(
+    name: str, week_url: str, landed_week: LandedWeek, tmp_path: Path
+) -> None:
+    corruption = CORRUPTIONS[name]
+    statement = corruption.sql.format(
+        old=landed_week.old_day, old_p=f"{landed_week.old_day:%Y%m%d}", window=landed_week.window_start.isoformat()
+    )
+    with psycopg.connect(week_url, autocommit=True) as conn:
+        assert conn.execute(statement).rowcount != 0  # the corruption touched a row
+
+    outcome = run(week_url, landed_week, tmp_path / "gx", run_id=f"manual__{name}")
+
+    assert not outcome.success
+    failing = {
+        (result.suite, failure["expectation"], failure.get("description", ""))
+        for result in outcome.results
+        for failure in result.failures
+    }
+    assert failing == corruption.failing, outcome.message()
+
+    lines = outcome.failing_expectations()
+    message = outcome.message()
+    assert message.startswith("validation failed:")
+    rows = {row["suite"]: row for row in stored_runs(week_url, f"manual__{name}")}
+    assert len(rows) == len(outcome.results)
+    for suite, expectation, description in corruption.failing:
+        asset = {**RAW_SUITES, **MART_SUITES}[suite]
+        named = [line for line in lines if line.startswith(f"{suite}/{asset}: {expectation}") and description in line]
+        assert named and "observed" in named[0], lines
+        assert all(line in message for line in named)
+
+        row = rows[suite]
+        assert not row["success"] and row["failed"] >= 1
+        stored = [f for f in row["failures"] if (f["expectation"], f.get("description")) == (expectation, description)]
+        assert stored and stored[0]["observed"] is not None and stored[0].get("sample"), row["failures"]
+
+        page = Path(row["data_docs_path"])
+        assert any(description in text for text in failed_rows(page)), failed_rows(page)
+    # the suites that passed are stored as passed, and the index marks the failed runs
+    assert all(row["success"] for suite, row in rows.items() if suite not in {s for s, _, _ in corruption.failing})
+    assert "ge-failed-icon" in outcome.data_docs_index.read_text()
+
+
+def test_scope_covers_the_partition_days_and_the_window_per_raw_table() -> None:
+    from telemetry_ops.expectations import Scope, day_ranges, mondays
+
+    from collectors.warehouse.partitions import Partition
+
+    start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
+    old_samples = Partition("message_samples", "message_samples_p20261025", dt.date(2026, 10, 25))
+    old_events = Partition("product_events", "product_events_p20260801", dt.date(2026, 8, 1))
+    scope = Scope(start, start + dt.timedelta(days=7), (old_events, old_samples))
+
+    window = [dt.date(2026, 11, 2) + dt.timedelta(days=i) for i in range(7)]
+    assert scope.window_days == window
+    assert scope.days("message_samples") == [dt.date(2026, 10, 25), *window]
+    assert scope.days("product_events") == [dt.date(2026, 8, 1), *window]
+    assert scope.days("host_minutes") == window  # marts of a table with nothing to drop: the window only
+    assert scope.partitions_of("message_samples") == [old_samples]
+    assert day_ranges(scope.days("message_samples")) == [
+        (dt.date(2026, 10, 25), dt.date(2026, 10, 26)),
+        (dt.date(2026, 11, 2), dt.date(2026, 11, 9)),
+    ]
+    assert mondays(scope.days("message_samples")) == [dt.date(2026, 10, 19), dt.date(2026, 11, 2)]
+    # a window that is not day-aligned still covers every day it touches
+    assert Scope(start + dt.timedelta(hours=23), start + dt.timedelta(hours=25)).window_days == [
+        dt.date(2026, 11, 2),
+        dt.date(2026, 11, 3),
+    ]

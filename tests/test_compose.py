@@ -1,0 +1,593 @@
+"""docker-compose.yml refers only to things that exist: no Docker engine runs here, so these checks stand in.
+
+Every command's executable is checked against its source (the Airflow CLI parser of the pinned Airflow,
+the console scripts of pyproject.toml and their --help, importable modules, or the few tools the
+PostgreSQL, Redis and Airflow images ship); every bind-mounted host path exists in the repository and
+every container path the environment names lies under a mount; every ${VAR} is documented in
+.env.example and every variable there is used; TELEMETRY_* keys are settings of collectors.config
+(or variables the code reads), AIRFLOW__SECTION__KEY keys are Airflow options; secrets are references.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from importlib.util import find_spec
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+BIN = Path(sys.executable).parent  # the venv's bin: airflow and the project's console scripts
+
+AIRFLOW_SUBCOMMANDS = {
+    "airflow-apiserver": ["api-server"],
+    "airflow-scheduler": ["scheduler"],
+    "airflow-dag-processor": ["dag-processor"],
+    "airflow-triggerer": ["triggerer"],
+    "airflow-worker": ["celery", "worker"],
+}
+AIRFLOW_SERVICES = {*AIRFLOW_SUBCOMMANDS, "airflow-init"}
+PROJECT_SERVICES = {
+    "warehouse-init": "telemetry-db",
+    "receiver": "telemetry-receiver",
+    "host-collector": "telemetry-host-collector",
+}
+EXPECTED_SERVICES = AIRFLOW_SERVICES | set(PROJECT_SERVICES) | {"redis", "postgres", "warehouse"}
+
+# What the images themselves bring (not this repository): executables and the environment their
+# entrypoints read. The Airflow image's entrypoint is scripts/docker/entrypoint_prod.sh of apache/airflow.
+IMAGE_TOOLS = {
+    "postgres": {"psql", "pg_isready"},
+    "redis": {"redis-cli"},
+    "apache/airflow": {"curl", "celery"},
+}
+IMAGE_ENV = {
+    "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE"},
+    "redis": set(),
+    "apache/airflow": {
+        "_AIRFLOW_DB_MIGRATE",
+        "_AIRFLOW_WWW_USER_CREATE",
+        "_AIRFLOW_WWW_USER_USERNAME",
+        "_AIRFLOW_WWW_USER_PASSWORD",
+        "DUMB_INIT_SETSID",
+    },
+}
+AIRFLOW_IMAGE_ENTRYPOINT_PASSTHROUGH = {"bash", "python", "airflow"}  # anything else is an airflow subcommand
+INIT_WRAPPER = ["/usr/bin/dumb-init", "--"]
+# The Celery CLI group comes from apache-airflow-providers-celery (in the apache/airflow image, not in the
+# venv) and appears only under CeleryExecutor; its subcommands, as that provider defines them.
+CELERY_PROVIDER_SUBCOMMANDS = {"worker", "flower", "stop"}
+# Options of providers the image ships but the venv does not (checked against the provider when installed).
+PROVIDER_OPTIONS = {("celery", "result_backend")}
+SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "SALT", "FERNET_KEY")
+
+VAR = re.compile(r"\$(?:\$|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))")
+REFERENCE = re.compile(r"\$\{[A-Za-z_]\w*(?::?\?[^}]*)?\}")  # ${VAR} or ${VAR:?error}: no default value
+
+
+# --- reading the files --------------------------------------------------------------------------------
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())  # SafeLoader resolves the << merge keys
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+@functools.cache
+def env_example() -> dict[str, str]:
+    return {key: value for key, value, _ in env_example_lines()}
+
+
+def env_example_lines() -> list[tuple[str, str, bool]]:
+    """(key, value, documented): documented = a comment right above it, or above a run of variables of one family.
+
+    A family shares its first two words (TELEMETRY_RETENTION_*, _AIRFLOW_WWW_*): a variable that merely follows
+    another one's comment is not documented by it.
+    """
+    entries: list[tuple[str, str, bool]] = []
+    previous: tuple[str, bool] | None = None  # the line above: (key, documented) for a variable, ("#", True) else
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            previous = None
+        elif stripped.startswith("#"):
+            previous = ("#", True)
+        else:
+            key, sep, value = stripped.partition("=")
+            assert sep, f".env.example: {line!r} is not KEY=value"
+            key = key.strip()
+            documented = previous is not None and (
+                previous[0] == "#" or (previous[1] and key.split("_")[:2] == previous[0].split("_")[:2])
+            )
+            entries.append((key, value.strip(), documented))
+            previous = (key, documented)
+    return entries
+
+
+def strings(node: Any) -> list[str]:
+    """Every string value in the file (keys are not interpolated by compose)."""
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def variables(text: str) -> list[str]:
+    return [m["braced"] or m["bare"] for m in VAR.finditer(text) if m["braced"] or m["bare"]]
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose interpolation with the values of .env.example ($$ is a literal $)."""
+    env = env_example() if env is None else env
+
+    def value(m: re.Match[str]) -> str:
+        name = m["braced"] or m["bare"]
+        if name is None:
+            return "$"
+        op, set_value = m["op"] or "", env.get(name)
+        if op in (":-", "-"):
+            return set_value if (set_value if op == ":-" else set_value is not None) else m["arg"]
+        return set_value or ""
+
+    return VAR.sub(value, text)
+
+
+def argv(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def image_family(service: dict[str, Any]) -> str:
+    if "build" in service:
+        base = re.search(r"^FROM\s+(\S+)", service["build"]["dockerfile_inline"], re.M)
+        assert base, "the build has no FROM"
+        image = base[1]
+    else:
+        image = service["image"]
+    return image.split(":")[0]
+
+
+def run_argv(service: dict[str, Any]) -> list[str]:
+    """What the container executes, after its entrypoint (the Airflow image turns `x` into `airflow x`)."""
+    entrypoint, command = argv(service.get("entrypoint")), argv(service.get("command"))
+    if entrypoint:
+        assert entrypoint == INIT_WRAPPER, f"unexpected entrypoint {entrypoint}"
+        return [interpolate(a) for a in command]
+    command = [interpolate(a) for a in command]
+    if image_family(service) == "apache/airflow" and command and command[0] not in AIRFLOW_IMAGE_ENTRYPOINT_PASSTHROUGH:
+        return ["airflow", *command]
+    return command
+
+
+def healthcheck_argv(service: dict[str, Any]) -> list[str] | None:
+    test = service.get("healthcheck", {}).get("test")
+    if test is None:
+        return None
+    test = argv(test)
+    kind, rest = test[0], test[1:]
+    assert kind in ("CMD", "CMD-SHELL"), f"healthcheck kind {kind}"
+    rest = [interpolate(a) for a in rest]
+    return shlex.split(rest[0]) if kind == "CMD-SHELL" else rest
+
+
+def all_argvs() -> list[tuple[str, str, list[str]]]:
+    """(service, "command" | "healthcheck", argv) for every command the file runs."""
+    found = []
+    for name, service in services().items():
+        if command := run_argv(service):
+            found.append((name, "command", command))
+        if (check := healthcheck_argv(service)) is not None:
+            found.append((name, "healthcheck", check))
+    return found
+
+
+@functools.cache
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def console_scripts() -> dict[str, str]:
+    return pyproject()["project"]["scripts"]
+
+
+# --- what Airflow and the console scripts accept (subprocesses, run once, in parallel) -------------------
+
+AIRFLOW_PROBE = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    request = json.loads(sys.argv[1])
+    from airflow.configuration import conf
+    from airflow.cli import cli_parser
+    parser = cli_parser.get_parser()
+    result = {"commands": [], "options": []}
+    for args in request["commands"]:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(args)
+            result["commands"].append(None)
+        except SystemExit as stop:
+            result["commands"].append(err.getvalue().strip() or f"exit {stop.code}")
+    for section, key in request["options"]:
+        described = key in conf.configuration_description.get(section, {}).get("options", {})
+        result["options"].append(conf.has_option(section, key) or described)
+    with open(request["out"], "w") as out:
+        json.dump(result, out)
+    """
+)
+
+
+def celery_provider_installed() -> bool:
+    """Asked of the installed distributions: importing airflow here would set it up for the whole session."""
+    try:
+        metadata.distribution("apache-airflow-providers-celery")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def airflow_config_keys() -> list[tuple[str, str]]:
+    keys = {
+        tuple(key.lower().split("__")[1:3])
+        for service in services().values()
+        for key in (service.get("environment") or {})
+        if key.startswith("AIRFLOW__")
+    }
+    return sorted(keys)
+
+
+def probe_airflow(commands: list[list[str]], options: list[tuple[str, str]], home: Path) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(home)
+    if celery_provider_installed():
+        env["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
+    out = home / "probe.json"
+    request = json.dumps({"commands": commands, "options": options, "out": str(out)})
+    done = subprocess.run(
+        [sys.executable, "-c", AIRFLOW_PROBE, request], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"Airflow probe failed:\n{done.stderr[-3000:]}"
+    return json.loads(out.read_text())
+
+
+def script_help(args: list[str]) -> tuple[int, str]:
+    done = subprocess.run([str(BIN / args[0]), *args[1:], "--help"], capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Airflow's verdict on every airflow command and option, and the --help of every console script call."""
+    airflow_commands = [a[1:] for _, _, a in all_argvs() if a[0] == "airflow"]
+    script_calls = [a for _, _, a in all_argvs() if a[0] in console_scripts()]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        airflow = pool.submit(probe_airflow, airflow_commands, airflow_config_keys(), tmp_path_factory.mktemp("af"))
+        jobs = {}
+        for call in script_calls:
+            positional = []
+            for token in call[1:]:
+                if token.startswith("-"):
+                    break
+                positional.append(token)
+            for args in ([call[0]], [call[0], *positional], call):
+                jobs[tuple(args)] = pool.submit(script_help, args)
+        helps = {args: job.result() for args, job in jobs.items()}
+        verdict = airflow.result()
+    return {
+        "airflow_commands": dict(zip(map(tuple, airflow_commands), verdict["commands"], strict=True)),
+        "airflow_options": dict(zip(airflow_config_keys(), verdict["options"], strict=True)),
+        "helps": helps,
+    }
+
+
+# --- services and their commands ----------------------------------------------------------------------
+
+
+def test_expected_services_exist() -> None:
+    missing = EXPECTED_SERVICES - set(services())
+    assert not missing, f"services missing from docker-compose.yml: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(AIRFLOW_SUBCOMMANDS))
+def test_airflow_service_runs_its_subcommand(name: str) -> None:
+    service = services()[name]
+    assert image_family(service) == "apache/airflow", f"{name} does not run the Airflow image"
+    assert run_argv(service) == ["airflow", *AIRFLOW_SUBCOMMANDS[name]], f"{name} runs {run_argv(service)}"
+
+
+def test_airflow_init_migrates_and_creates_the_admin() -> None:
+    init = services()["airflow-init"]
+    env = init["environment"]
+    assert run_argv(init)[0] == "airflow"
+    assert env.get("_AIRFLOW_DB_MIGRATE") == "true", "airflow-init must migrate the metadata database"
+    assert env.get("_AIRFLOW_WWW_USER_CREATE") == "true", "airflow-init must create the admin user"
+
+
+def test_project_services_run_their_console_scripts() -> None:
+    for name, script in PROJECT_SERVICES.items():
+        command = run_argv(services()[name])
+        assert command and command[0] == script, f"{name} runs {command}, not {script}"
+        assert "build" in services()[name], f"{name} must run the image the project is installed into"
+    migration = run_argv(services()["warehouse-init"])
+    assert migration[1:] in (["migrate"], ["prepare"]), f"warehouse-init runs {migration}"
+
+
+def test_every_executable_is_real() -> None:
+    scripts = console_scripts()
+    for name, where, args in all_argvs():
+        family, exe = image_family(services()[name]), args[0]
+        if exe == "airflow":
+            assert family == "apache/airflow", f"{name}: airflow outside the Airflow image"
+        elif exe in scripts:
+            assert "build" in services()[name], f"{name}: {exe} needs the image the project is installed into"
+            module = scripts[exe].split(":")[0]
+            assert find_spec(module) is not None, f"{exe} -> {module} is not importable"
+            assert (BIN / exe).exists(), f"{exe} is not installed in the venv (pip install -e .)"
+        elif exe in ("python", "python3") and args[1:2] == ["-m"]:
+            assert find_spec(args[2]) is not None, f"{name} {where}: python -m {args[2]}: no such module"
+        else:
+            assert exe in IMAGE_TOOLS.get(family, set()), f"{name} {where}: {exe!r} is not known to exist"
+
+
+def test_airflow_commands_parse(probes: dict[str, Any]) -> None:
+    celery = services()["airflow-worker"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
+    for args, error in probes["airflow_commands"].items():
+        if args[0] == "celery" and not celery_provider_installed():
+            assert celery == "CeleryExecutor", "`airflow celery` exists only under the CeleryExecutor"
+            assert len(args) == 2 and args[1] in CELERY_PROVIDER_SUBCOMMANDS, f"airflow {' '.join(args)}"
+            continue
+        assert error is None, f"`airflow {' '.join(args)}` is refused by Airflow's CLI: {error}"
+
+
+def test_console_script_calls_are_accepted(probes: dict[str, Any]) -> None:
+    for args, (code, text) in probes["helps"].items():
+        assert code == 0, f"`{' '.join(args)} --help` exits {code}:\n{text}"
+    for _, _, call in all_argvs():
+        if call[0] not in console_scripts():
+            continue
+        known = "\n".join(text for args, (_, text) in probes["helps"].items() if args[0] == call[0])
+        for token in call[1:]:
+            if token.startswith("--"):
+                flag = token.split("=", 1)[0]
+                assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", known), f"{call[0]}: unknown {flag}"
+
+
+def test_image_is_the_pinned_airflow_with_the_project_installed() -> None:
+    deps = pyproject()["project"]["dependencies"]
+    airflow = next(d.split("==")[1] for d in deps if d.startswith("apache-airflow=="))
+    python = re.search(r">=(\d+\.\d+)", pyproject()["project"]["requires-python"])[1]
+    builds = {json.dumps(s["build"], sort_keys=True) for s in services().values() if "build" in s}
+    assert len(builds) == 1, "every service built from this repository must share one build"
+    build = json.loads(builds.pop())
+    dockerfile = build["dockerfile_inline"]
+    assert re.search(rf"^FROM apache/airflow:{re.escape(airflow)}-python{re.escape(python)}$", dockerfile, re.M)
+    assert re.search(r"pip install .*-c \S*\.ci/constraints\.txt -e /opt/telemetry", dockerfile)
+    context = (COMPOSE_FILE.parent / build["context"]).resolve()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY"):
+            sources = [a for a in line.split()[1:-1] if not a.startswith("--")]
+            for source in sources:
+                assert (context / source).exists(), f"COPY {source}: not in the repository"
+
+
+# --- mounts and paths ---------------------------------------------------------------------------------
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    parsed = []
+    for volume in service.get("volumes", []):
+        source, target = interpolate(volume).split(":")[:2]
+        parsed.append((source, target))
+    return parsed
+
+
+def test_bind_mounts_exist_and_named_volumes_are_declared() -> None:
+    declared = set(compose().get("volumes") or {})
+    for name, service in services().items():
+        for source, target in mounts(service):
+            assert target.startswith("/"), f"{name}: {target} is not an absolute container path"
+            if source.startswith((".", "/")):
+                host = (COMPOSE_FILE.parent / source).resolve()
+                assert host.exists(), f"{name}: {source} does not exist in the repository"
+                assert host.is_relative_to(ROOT), f"{name}: {source} is outside the repository"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared under volumes:"
+
+
+def container_paths(service: dict[str, Any]) -> list[str]:
+    values = [interpolate(str(v)) for v in (service.get("environment") or {}).values()]
+    values += run_argv(service)
+    return [v for v in values if v.startswith("/")]
+
+
+def test_container_paths_lie_under_mounts() -> None:
+    for name, service in services().items():
+        targets = mounts(service)
+        for path in container_paths(service):
+            under = [(s, t) for s, t in targets if PurePosixPath(path).is_relative_to(t)]
+            assert under, f"{name}: {path} is under no mounted volume"
+            source, target = max(under, key=lambda st: len(st[1]))
+            if source.startswith((".", "/")):
+                host = COMPOSE_FILE.parent / source / PurePosixPath(path).relative_to(target)
+                assert host.exists(), f"{name}: {path} is {host.relative_to(ROOT)}, which does not exist"
+
+
+def test_airflow_services_share_folders_and_settings() -> None:
+    settings = None
+    for name in sorted(AIRFLOW_SERVICES):
+        env = services()[name]["environment"]
+        assert env.get("AIRFLOW__CORE__DAGS_FOLDER") == "/opt/telemetry/dags", name
+        assert env.get("AIRFLOW__CORE__PLUGINS_FOLDER") == "/opt/telemetry/plugins", name
+        mine = {k: v for k, v in env.items() if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "TELEMETRY_"))}
+        settings = settings or mine
+        assert mine == settings, f"{name}'s Airflow or warehouse settings differ from the other Airflow services'"
+
+
+def test_the_dags_find_the_warehouse() -> None:
+    code = (ROOT / "plugins/telemetry_ops/airflow_tasks.py").read_text()
+    conn_id = re.search(r'^WAREHOUSE_CONN_ID = "([^"]+)"', code, re.M)[1]
+    env = services()["airflow-worker"]["environment"]
+    url = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    assert url, f"the workers have no connection {conn_id} (AIRFLOW_CONN_{conn_id.upper()})"
+    assert url == env.get("TELEMETRY_DATABASE_URL"), "connection and TELEMETRY_DATABASE_URL name different databases"
+    assert interpolate(url).startswith("postgresql://") and "@warehouse:" in url
+
+
+# --- environment --------------------------------------------------------------------------------------
+
+
+def test_every_variable_is_documented_in_env_example() -> None:
+    used = {v for s in strings(compose()) for v in variables(s)}
+    defined = env_example()
+    missing = used - set(defined)
+    assert not missing, f"used in docker-compose.yml, missing from .env.example: {sorted(missing)}"
+    # .env only fills ${VAR} of the compose file (no service has env_file), so anything else there does nothing
+    assert not set(defined) - used, f"in .env.example but used nowhere: {sorted(set(defined) - used)}"
+    keys = [key for key, _, _ in env_example_lines()]
+    assert len(keys) == len(set(keys)), ".env.example defines a variable twice"
+    undocumented = [key for key, _, documented in env_example_lines() if not documented]
+    assert not undocumented, f"no comment above {undocumented} in .env.example"
+
+
+def settings_env_names() -> set[str]:
+    from collectors.config import Settings
+
+    def names(model: type[BaseSettings]) -> set[str]:
+        prefix, found = model.model_config.get("env_prefix", ""), set()
+        for field, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseSettings):
+                found |= names(kind)  # built by its default_factory: it reads its own prefix
+            found.add((prefix + (info.alias or field)).upper())
+        return found
+
+    return names(Settings)
+
+
+def env_read_by_the_code() -> set[str]:
+    pattern = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](TELEMETRY_\w+)["']""")
+    found = set()
+    for folder in ("collectors", "plugins", "dags"):
+        for path in (ROOT / folder).rglob("*.py"):
+            found.update(pattern.findall(path.read_text()))
+    return found
+
+
+def test_telemetry_keys_are_real_settings() -> None:
+    known = settings_env_names() | env_read_by_the_code()
+    for name, service in services().items():
+        for key in service.get("environment") or {}:
+            if key.startswith("TELEMETRY_"):
+                assert key in known, f"{name}: {key} is neither a setting of collectors.config nor read by the code"
+
+
+def test_telemetry_values_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collectors.config import Settings
+
+    for name, service in services().items():
+        env = {k: interpolate(str(v)) for k, v in (service.get("environment") or {}).items()}
+        if not any(k in settings_env_names() for k in env):
+            continue
+        for key in list(os.environ):
+            if key.startswith("TELEMETRY_"):
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        try:
+            Settings()  # a malformed URL, number, boolean or date is refused
+        except ValidationError as error:
+            pytest.fail(f"{name}: invalid TELEMETRY_* values: {error}")
+
+
+def test_other_environment_keys_are_known() -> None:
+    for name, service in services().items():
+        family = image_family(service)
+        for key in service.get("environment") or {}:
+            if key.startswith(("TELEMETRY_", "AIRFLOW__", "AIRFLOW_CONN_")):
+                continue
+            assert key in IMAGE_ENV[family], f"{name}: {key} is read by nothing in the {family} image"
+
+
+def test_airflow_options_exist(probes: dict[str, Any]) -> None:
+    for (section, key), exists in probes["airflow_options"].items():
+        if (section, key) in PROVIDER_OPTIONS and not celery_provider_installed():
+            continue
+        assert exists, f"AIRFLOW__{section.upper()}__{key.upper()} is not an Airflow option"
+
+
+def test_no_literal_secrets() -> None:
+    for name, service in services().items():
+        for key, value in (service.get("environment") or {}).items():
+            if any(word in key for word in SECRET_WORDS):
+                assert REFERENCE.fullmatch(str(value)), f"{name}: {key} must be a ${{VAR}} from .env, not a value"
+    for text in strings(compose()):
+        for password in re.findall(r"://[^:/@\s]*:([^@\s]*)@", text):  # user:password@ in URLs
+            assert not password or REFERENCE.fullmatch(password), f"literal password in {text!r}"
+        for password in re.findall(r"PASSWORD\s+'([^']*)'", text, re.I):  # SQL
+            assert REFERENCE.fullmatch(password), f"literal password in {text!r}"
+
+
+# --- start order --------------------------------------------------------------------------------------
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {target: spec.get("condition", "service_started") for target, spec in deps.items()}
+
+
+def test_depends_on_conditions_hold() -> None:
+    for name, service in services().items():
+        for target, condition in depends_on(service).items():
+            assert target in services(), f"{name} depends on unknown {target}"
+            other = services()[target]
+            if condition == "service_healthy":
+                assert "healthcheck" in other, f"{name} waits for {target} to be healthy; it has no healthcheck"
+            elif condition == "service_completed_successfully":
+                assert other.get("restart", "no") in ("no", "on-failure"), f"{target} is not a one-shot"
+            else:
+                pytest.fail(f"{name} -> {target}: condition {condition} does not wait for readiness")
+
+
+def test_long_running_services_have_healthchecks() -> None:
+    for name, service in services().items():
+        if service.get("restart") in ("always", "unless-stopped"):
+            assert "healthcheck" in service, f"{name} restarts forever but has no healthcheck"
+
+
+def test_start_order() -> None:
+    def needs(name: str, target: str, condition: str) -> None:
+        assert depends_on(services()[name]).get(target) == condition, f"{name} must wait for {target} ({condition})"
+
+    for name in AIRFLOW_SUBCOMMANDS:
+        needs(name, "airflow-init", "service_completed_successfully")
+        needs(name, "postgres", "service_healthy")
+        needs(name, "redis", "service_healthy")
+    needs("airflow-init", "postgres", "service_healthy")
+    needs("warehouse-init", "warehouse", "service_healthy")
+    needs("receiver", "warehouse-init", "service_completed_successfully")
+    needs("airflow-worker", "warehouse-init", "service_completed_successfully")
+    needs("host-collector", "receiver", "service_healthy")

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_DIR := collectors/proto
 
-.PHONY: help venv proto proto-check lint test test-fast bench demo clean
+.PHONY: help venv browser proto proto-check lint test test-fast bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -30,7 +30,19 @@ lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
+# The data-quality report's browser test drives Debian's chromium (headless); installed when missing.
+browser:  ## install Debian's chromium for the browser test (apt-get, as root) unless it is there
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "error: chromium is missing and installing it needs root: run 'sudo make browser'" \
+	      "(or 'sudo apt-get install chromium')" >&2; exit 1; \
+	  fi; \
+	  echo "installing chromium (Debian package) for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	}
+	@chromium --version
+
+test: $(STAMP) browser  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.json

@@ -1,0 +1,96 @@
+"""Airflow plugin: the data-quality report in the api-server, and a "Data quality" entry in the UI's Browse menu.
+
+The report (``telemetry_ops.report``) is mounted at ``/telemetry-quality/``; the menu entry shows it
+inside the Airflow UI at ``/plugin/data-quality``. Both need an Airflow login, like the rest of the
+UI: a browser without one is sent to the auth manager's login page and back.
+
+Airflow imports every ``plugins/*.py`` file by its bare name in every process that loads plugins
+(scheduler, workers, dag-processor), so this module imports nothing but ``AirflowPlugin``: the
+FastAPI app is built the first time the api-server (or ``airflow plugins``) asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/telemetry-quality"
+WAREHOUSE_CONN_ID = "telemetry_warehouse"  # as telemetry_ops.airflow_tasks (not imported: it loads the task SDK)
+
+
+def warehouse_url() -> str:
+    """The DAGs' rule, read in the api-server: Airflow connection ``telemetry_warehouse`` if defined,
+    else ``TELEMETRY_DATABASE_URL`` (``collectors.config``)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models.connection import Connection
+
+    from collectors.config import get_settings
+
+    try:
+        uri = Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID).get_uri()
+    except AirflowNotFoundException:
+        return get_settings().database_url
+    except Exception as error:  # a secrets backend or metadata database hiccup: fall back, say so
+        log.warning("reading the %s connection failed (%s); using TELEMETRY_DATABASE_URL", WAREHOUSE_CONN_ID, error)
+        return get_settings().database_url
+    return "postgresql://" + uri.split("://", 1)[1]
+
+
+class SlashRedirect:
+    """``/telemetry-quality`` -> ``/telemetry-quality/``: the mount answers only below its prefix, and the UI's
+    catch-all route would show its 404 page for the bare prefix. Pure ASGI; passes everything else through."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            root, path = scope.get("root_path", ""), scope.get("path", "")
+            if path in (URL_PREFIX, root + URL_PREFIX):
+                from starlette.responses import RedirectResponse
+
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = root + URL_PREFIX + "/" + (f"?{query}" if query else "")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _login_url(next_url: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().get_url_login(next_url=next_url)
+
+
+class TelemetryQualityPlugin(AirflowPlugin):
+    name = "telemetry_quality"
+    external_views = [  # noqa: RUF012 (the plugin manager reads plain lists)
+        {
+            "name": "Data quality",
+            "href": URL_PREFIX.lstrip("/") + "/",  # relative to the UI's base URL
+            "url_route": "data-quality",  # shown in the UI at /plugin/data-quality (an iframe)
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]
+    fastapi_root_middlewares = [  # noqa: RUF012
+        {"middleware": SlashRedirect, "args": [], "kwargs": {}, "name": "telemetry-quality trailing slash"}
+    ]
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        from airflow.api_fastapi.core_api.security import requires_authenticated
+        from fastapi import Depends
+        from telemetry_ops.report import create_app
+
+        app = create_app(
+            database_url=warehouse_url,
+            dependencies=[Depends(requires_authenticated())],
+            login_url=_login_url,
+        )
+        return [{"app": app, "url_prefix": URL_PREFIX, "name": "Telemetry data quality report"}]

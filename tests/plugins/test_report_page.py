@@ -1,0 +1,432 @@
+"""The data-quality report (``telemetry_ops.report``, mounted by ``plugins/telemetry_report.py``).
+
+Below Airflow, the FastAPI app against a real warehouse copy (FastAPI's TestClient): runs newest first,
+failing expectations, escaping of hostile text, empty state, database down or unmigrated (503 with
+advice), the Data Docs site, the login redirect. Then end to end (``e2e``): a real api-server with the
+plugin, and Debian's headless chromium loading the page; its screenshot lands in
+``.state/test-artefacts/report/`` (git-ignored). chromium comes from ``make browser`` (``make test``
+runs it); without it the browser test fails instead of skipping.
+
+``marts.fct_reliability_daily`` is created by its real dbt model (over an empty raw schema), then given
+a few known days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi import Depends, HTTPException
+from telemetry_ops import dbt
+from telemetry_ops.local_airflow import LocalAirflow, free_port
+from telemetry_ops.report import DayReliability, chart, create_app
+
+from collectors.warehouse import local_postgres
+
+with warnings.catch_warnings():  # starlette's TestClient would rather have httpx2; httpx is what is pinned
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTEFACTS = REPO_ROOT / ".state" / "test-artefacts" / "report"
+CHROMIUM = "chromium"
+
+TODAY = dt.datetime.now(dt.UTC).date()
+# five days of overall reliability, the middle one without a measurable channel (null)
+DAYS = {TODAY - dt.timedelta(days=6 - i): value for i, value in enumerate((0.991, 0.985, None, 0.972, 0.996))}
+MEASURED = sorted(day for day, value in DAYS.items() if value is not None)
+
+PASSING_RUN = "scheduled__report-test-week-1"
+FAILING_RUN = "manual__report-test-week-2"
+FAILING_EXPECTATION = "expect_column_values_to_be_between"
+FAILING_COLUMN = "battles_lobby"
+DOCS_PAGE = "validations/raw_minute_snapshots/manual__report-test-week-2/result.html"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    template: str  # database name: migrated, marts built by dbt, reliability days and validation runs in
+
+
+def insert_run(
+    conn: psycopg.Connection,
+    run_id: str,
+    started_at: dt.datetime,
+    assets: list[tuple[str, str, list[dict]]],
+    *,
+    dag_id: str = "telemetry_weekly",
+    docs_path: str | None = None,
+) -> None:
+    """One validate_week call: a row per (suite, asset), failing when it has failures."""
+    window_start = dt.datetime.combine(started_at.date() - dt.timedelta(days=7), dt.time(), dt.UTC)
+    for suite, asset, failures in assets:
+        conn.execute(
+            "insert into quality.validation_runs (dag_id, run_id, window_start, window_end, suite, asset, success,"
+            " evaluated, failed, failures, scope, data_docs_path, started_at, finished_at)"
+            " values (%s, %s, %s, %s, %s, %s, %s, 12, %s, %s::jsonb, '{}', %s, %s, %s)",
+            (
+                dag_id,
+                run_id,
+                window_start,
+                window_start + dt.timedelta(days=7),
+                suite,
+                asset,
+                not failures,
+                len(failures),
+                json.dumps(failures),
+                docs_path if failures else None,
+                started_at,
+                started_at + dt.timedelta(seconds=40),
+            ),
+        )
+
+
+@pytest.fixture(scope="module")
+def warehouse(
+    pg_server: local_postgres.PostgresServer, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouse]:
+    name = f"telemetry_report_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
+    try:
+        start = dt.datetime.combine(min(DAYS), dt.time(), dt.UTC)
+        dbt.build(
+            "+fct_reliability_daily",
+            start,
+            start + dt.timedelta(days=len(DAYS)),
+            database_url=url,
+            full_refresh=True,
+            data_tests=False,
+            target_path=tmp_path_factory.mktemp("report_dbt"),
+        )
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.cursor().executemany(
+                "insert into marts.fct_reliability_daily (day, channels, channels_measured, messages, total, missing,"
+                " reliability) values (%s, 3, %s, 100, 300, %s, %s)",
+                [
+                    (day, 0 if value is None else 3, 0 if value is None else round(300 * (1 - value)), value)
+                    for day, value in DAYS.items()
+                ],
+            )
+            insert_run(
+                conn,
+                PASSING_RUN,
+                now - dt.timedelta(days=7),
+                [("raw", "raw_minute_snapshots", []), ("raw", "raw_message_samples", []), ("marts", "marts_days", [])],
+            )
+            failure = {
+                "expectation": FAILING_EXPECTATION,
+                "column": FAILING_COLUMN,
+                "description": "battle counts are never negative",
+                "kwargs": {"column": FAILING_COLUMN, "min_value": 0},
+                "observed": "1 unexpected of 1440 (0.0694 %)",
+                "sample": [-1],
+            }
+            insert_run(
+                conn,
+                FAILING_RUN,
+                now - dt.timedelta(hours=2),
+                [("raw", "raw_minute_snapshots", [failure]), ("marts", "marts_days", [])],
+                docs_path=f"/opt/elsewhere/gx/uncommitted/data_docs/local_site/{DOCS_PAGE}",
+            )
+        yield Warehouse(name)
+    finally:
+        local_postgres.drop_database(pg_server.url, name)
+
+
+@pytest.fixture
+def report_url(pg_server: local_postgres.PostgresServer, warehouse: Warehouse) -> Iterator[str]:
+    """A private copy of the module's warehouse."""
+    name = f"telemetry_report_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = local_postgres.create_database(pg_server.url, name, template=warehouse.template)
+    yield url
+    local_postgres.drop_database(pg_server.url, name)
+
+
+@pytest.fixture
+def gx_dir(tmp_path: Path) -> Path:
+    """A GX directory whose Data Docs site has an index and the failing run's result page."""
+    site = tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site"
+    (site / DOCS_PAGE).parent.mkdir(parents=True)
+    (site / "index.html").write_text("<html><body><h1>Data Docs index</h1></body></html>")
+    (site / DOCS_PAGE).write_text("<html><body><h1>minute_snapshots result</h1></body></html>")
+    (tmp_path / "gx" / "great_expectations.yml").write_text("secret: not for the web\n")
+    return tmp_path / "gx"
+
+
+def client(url: str, gx: Path, **kwargs: object) -> TestClient:
+    site = gx / "uncommitted" / "data_docs" / "local_site"
+    return TestClient(create_app(database_url=lambda: url, docs_root=lambda: site, **kwargs))
+
+
+def check_page(html: str) -> None:
+    """What a reviewer must see: the last (failing) run first, its failure, the Data Docs, one point a day."""
+    articles = re.findall(r'<article class="run (\w+)[^"]*" data-run-id="([^"]*)"', html)
+    assert articles == [("failed", FAILING_RUN), ("passed", PASSING_RUN)]
+    latest = html[html.index(f'data-run-id="{FAILING_RUN}"') : html.index(f'data-run-id="{PASSING_RUN}"')]
+    assert ">FAILED<" in latest and FAILING_EXPECTATION in latest and FAILING_COLUMN in latest
+    assert "raw_minute_snapshots" in latest and "1 unexpected of 1440" in latest
+    assert "2 assets" in latest
+    assert ">PASSED<" in html[html.index(f'data-run-id="{PASSING_RUN}"') :]
+    assert '<a id="data-docs" href="data-docs/index.html">' in html
+    assert f'href="data-docs/{DOCS_PAGE}"' in latest
+    assert "[-1]" not in html  # offending values stay in Data Docs
+    svg = html[html.index("<svg") : html.index("</svg>")]
+    assert re.findall(r'data-day="([\d-]+)"', svg) == [day.isoformat() for day in MEASURED]
+    assert f'data-days="{len(DAYS)}"' in svg
+    assert re.search(r"<script", html, re.IGNORECASE) is None
+
+
+# --------------------------------------------------------------------------- below Airflow
+
+
+def test_the_page_lists_the_runs_newest_first_with_their_failures(report_url: str, gx_dir: Path) -> None:
+    with client(report_url, gx_dir) as http:
+        page = http.get("/")
+        api = http.get("/api/runs")
+        docs = http.get("/data-docs/index.html")
+        result = http.get(f"/data-docs/{DOCS_PAGE}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]  # no script runs on the page
+    check_page(page.text)
+    assert api.status_code == 200
+    runs = api.json()["runs"]
+    assert [(r["run_id"], r["verdict"], r["asset_count"]) for r in runs] == [
+        (FAILING_RUN, "FAILED", 2),
+        (PASSING_RUN, "PASSED", 3),
+    ]
+    assert [(f["asset"], f["column"], f["expectation"]) for f in runs[0]["failures"]] == [
+        ("raw_minute_snapshots", FAILING_COLUMN, FAILING_EXPECTATION)
+    ]
+    assert api.json()["reliability_daily"] == [
+        {"day": day.isoformat(), "reliability": value} for day, value in sorted(DAYS.items())
+    ]
+    assert docs.status_code == 200 and "Data Docs index" in docs.text
+    assert result.status_code == 200 and "minute_snapshots result" in result.text
+
+
+def test_hostile_text_from_the_database_is_escaped(report_url: str, gx_dir: Path) -> None:
+    hostile = {
+        "expectation": "<script>alert('expectation')</script>",
+        "column": '"><img src=x onerror=alert(1)>',
+        "description": "</td></tr></table><script>alert(2)</script>",
+        "observed": {"value": "<b>bold</b>"},
+        "exception": "<iframe src=javascript:alert(3)>",
+    }
+    with psycopg.connect(report_url, autocommit=True) as conn:
+        insert_run(
+            conn,
+            "manual__<script>alert(4)</script>",
+            dt.datetime.now(dt.UTC),
+            [("raw<svg onload=alert(5)>", "<i>asset</i>", [hostile])],
+            dag_id="dag<u>",
+            docs_path="/x/local_site/../../../../etc/passwd",
+        )
+    with client(report_url, gx_dir) as http:
+        html = http.get("/").text
+    for raw in ("<script", "<img", "<iframe", "<b>", "<svg onload", "<i>asset", "<u>", "/etc/passwd"):
+        assert raw not in html, raw
+    assert "&lt;script&gt;alert(&#39;expectation&#39;)&lt;/script&gt;" in html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "manual__&lt;script&gt;alert(4)&lt;/script&gt;" in html
+
+
+def test_an_empty_warehouse_says_what_will_fill_the_page(warehouse_url: str, tmp_path: Path) -> None:
+    with client(warehouse_url, tmp_path / "no-gx") as http:
+        page = http.get("/")
+        docs = http.get("/data-docs/index.html")
+        api = http.get("/api/runs")
+    assert page.status_code == 200
+    assert 'id="no-runs"' in page.text and "telemetry_weekly" in page.text
+    assert 'id="no-reliability"' in page.text and "not built yet" in page.text
+    assert 'id="no-data-docs"' in page.text and 'href="data-docs/' not in page.text
+    assert "<svg" not in page.text
+    assert docs.status_code == 404 and "No Data Docs yet" in docs.text
+    assert api.status_code == 200
+    assert api.json()["runs"] == [] and api.json()["reliability_daily"] is None and api.json()["data_docs"] is None
+
+
+def test_a_database_that_is_down_gives_503_and_what_to_do(tmp_path: Path) -> None:
+    url = f"postgresql://reviewer:hunter2-secret@127.0.0.1:{free_port()}/telemetry"  # nothing listens there
+    started = time.monotonic()
+    with client(url, tmp_path) as http:
+        page = http.get("/")
+        api = http.get("/api/runs")
+    assert time.monotonic() - started < 10
+    assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+    assert "cannot be reached" in page.text and "TELEMETRY_DATABASE_URL" in page.text
+    assert "Traceback" not in page.text and "hunter2" not in page.text
+    assert api.status_code == 503 and "TELEMETRY_DATABASE_URL" in api.json()["detail"]
+    assert "hunter2" not in api.text
+
+
+def test_an_unmigrated_database_gives_503_run_the_migrations(
+    pg_server: local_postgres.PostgresServer, tmp_path: Path
+) -> None:
+    name = f"telemetry_report_bare_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = local_postgres.create_database(pg_server.url, name)
+    try:
+        with client(url, tmp_path) as http:
+            page = http.get("/")
+    finally:
+        local_postgres.drop_database(pg_server.url, name)
+    assert page.status_code == 503
+    assert "no quality.validation_runs table" in page.text and "telemetry-db migrate" in page.text
+    assert "Traceback" not in page.text
+
+
+def test_data_docs_are_served_from_the_site_only(report_url: str, gx_dir: Path) -> None:
+    with client(report_url, gx_dir) as http:
+        assert http.get("/data-docs/").status_code == 200
+        for escape in ("%2e%2e/%2e%2e/great_expectations.yml", "..%2f..%2fgreat_expectations.yml", "%2fetc%2fpasswd"):
+            reply = http.get(f"/data-docs/{escape}")
+            assert reply.status_code == 404, escape
+            assert "not for the web" not in reply.text and "root:" not in reply.text
+
+
+def test_a_browser_without_a_login_is_sent_to_it_and_the_api_refuses() -> None:
+    def refuse() -> None:
+        raise HTTPException(status_code=401, detail="Not authenticated")
+
+    app = create_app(
+        database_url=lambda: "postgresql://unused@127.0.0.1:1/x",
+        dependencies=[Depends(refuse)],
+        login_url=lambda next_url: "/auth/login?next=" + next_url,
+    )
+    with TestClient(app, follow_redirects=False) as http:
+        page = http.get("/", headers={"accept": "text/html,application/xhtml+xml"})
+        api = http.get("/api/runs", headers={"accept": "application/json"})
+        docs = http.get("/data-docs/index.html", headers={"accept": "application/json"})
+    assert page.status_code == 307 and page.headers["location"] == "/auth/login?next=http://testserver/"
+    assert api.status_code == 401 and docs.status_code == 401
+
+
+def test_the_chart_has_a_point_per_measured_day_and_breaks_at_gaps() -> None:
+    days = [DayReliability(day, value) for day, value in sorted(DAYS.items())]
+    drawn = chart(days)
+    assert drawn is not None
+    assert [p.day for p in drawn.points] == MEASURED
+    assert len(drawn.segments) == 2  # the null day splits the line
+    ys = {p.day: p.y for p in drawn.points}
+    assert ys[MEASURED[-1]] < ys[MEASURED[0]] < ys[MEASURED[2]]  # higher reliability is higher up
+    assert all(drawn.top <= p.y <= drawn.height - drawn.bottom for p in drawn.points)
+    assert chart([]) is None
+
+
+# --------------------------------------------------------------------------- in Airflow, in a browser
+
+
+@pytest.fixture(scope="module")
+def airflow_meta(pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    name = f"airflow_report_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = local_postgres.create_database(pg_server.url, name)
+    LocalAirflow(tmp_path_factory.mktemp("airflow_report"), url, url).migrate()
+    yield url
+    local_postgres.drop_database(pg_server.url, name)
+
+
+def chromium_binary() -> str:
+    binary = shutil.which(CHROMIUM)
+    if binary is None:
+        pytest.fail("chromium is missing: run `make browser` (as root; `make test` does it)", pytrace=False)
+    return binary
+
+
+def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Debian's chromium, headless, in a profile of its own."""
+    binary = chromium_binary()
+    profile = ARTEFACTS.parent / f".chromium-profile-{os.getpid()}"
+    try:
+        return subprocess.run(
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-proxy-server",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def get_json(url: str, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.mark.e2e
+def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
+    airflow_meta: str, report_url: str, gx_dir: Path, tmp_path: Path
+) -> None:
+    chromium_binary()  # fail early, before starting Airflow
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    airflow = LocalAirflow(tmp_path / "home", airflow_meta, report_url, extra_env={"TELEMETRY_GX_DIR": str(gx_dir)})
+    started = time.monotonic()
+    with airflow.services(["api-server"]):
+        ready = time.monotonic() - started
+        page_url = f"{airflow.api_url}/telemetry-quality/"
+
+        # the plugin and its "Data quality" link are registered. LocalAirflow's simple auth manager makes
+        # everyone admin (a middleware adds a token to every request); a bearer token works in any mode
+        status, token = get_json(f"{airflow.api_url}/auth/token")
+        assert status == 201, token
+        status, plugins = get_json(f"{airflow.api_url}/api/v2/plugins", token["access_token"])
+        assert status == 200, plugins
+        plugin = next(p for p in plugins["plugins"] if p["name"] == "telemetry_quality")
+        assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/telemetry-quality"]
+        assert [(v["name"], v["href"], v["url_route"], v["category"]) for v in plugin["external_views"]] == [
+            ("Data quality", "telemetry-quality/", "data-quality", "browse")
+        ]
+        status, runs = get_json(f"{page_url}api/runs", token["access_token"])
+        assert status == 200 and runs["runs"][0]["run_id"] == FAILING_RUN
+
+        # a browser sees the last run first, its failing expectation, the Data Docs link, the chart
+        browser_started = time.monotonic()
+        dom = chromium("--dump-dom", page_url).stdout
+        check_page(dom)
+        screenshot = ARTEFACTS / "data-quality-report.png"
+        screenshot.unlink(missing_ok=True)
+        chromium(f"--screenshot={screenshot}", "--window-size=1280,900", "--hide-scrollbars", page_url)
+        # the "Data quality" menu entry's page in the Airflow UI embeds the report
+        ui = chromium("--virtual-time-budget=10000", "--dump-dom", f"{airflow.api_url}/plugin/data-quality").stdout
+        assert re.search(r'<iframe[^>]*src="[^"]*telemetry-quality/"[^>]*title="Data quality"', ui), ui[-2000:]
+        browser = time.monotonic() - browser_started
+        # the bare prefix is sent to the page rather than to the UI's 404
+        with urllib.request.urlopen(f"{airflow.api_url}/telemetry-quality", timeout=30) as reply:
+            assert reply.url == page_url and FAILING_RUN in reply.read().decode()
+    print(f"\napi-server ready in {ready:.1f} s; chromium {browser:.1f} s; screenshot: {screenshot}")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one

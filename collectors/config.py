@@ -8,6 +8,7 @@ is the one setting that drives the receiver, migrations, dbt (``env_var`` in
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     retention: RetentionDays = Field(default_factory=RetentionDays)
 
     # Orchestration (Airflow DAGs)
+    # The DAGs' start_date: with catchup on, unpausing a DAG schedules every interval from here on.
+    # Set it to where the raw data begins; backfills may reach further back.
+    schedule_start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     # A reliability window [S, E) is computed once E + lag has passed, lag = this many window lengths.
     reliability_lag_windows: float = Field(1.0, ge=0)
     # dbt run artefacts (run_results.json, manifest) are kept per DAG run under this directory.
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL, e.g. postgresql://user@127.0.0.1:5432/telemetry")
         return value
+
+    @field_validator("schedule_start")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
     @field_validator("payload_exclude_fields", mode="before")
     @classmethod

@@ -21,7 +21,6 @@ from telemetry_ops.cadences import CADENCES, Cadence, run_window
 log = logging.getLogger(__name__)
 
 WAREHOUSE_CONN_ID = "telemetry_warehouse"
-START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def warehouse_url() -> str:
@@ -181,6 +180,8 @@ def cadence_dag(name: str, *, doc_md: str) -> DAG:
 
     The weekly DAG then validates what the cleanup would drop (Great Expectations) and drops it.
     """
+    from collectors.config import Settings
+
     cadence = CADENCES[name]
     default_args = {
         "owner": "data-engineering",
@@ -195,7 +196,7 @@ def cadence_dag(name: str, *, doc_md: str) -> DAG:
         description=doc_md.strip().splitlines()[0],
         doc_md=doc_md,
         schedule=CronDataIntervalTimetable(cadence.cron, timezone="UTC"),
-        start_date=START_DATE,
+        start_date=Settings().schedule_start,
         catchup=True,
         # Runs write disjoint windows and dbt builds take a warehouse-wide lock, so two runs may overlap
         # (one waiting out its reliability lag); the weekly run drops partitions, so it runs alone.
@@ -240,7 +241,7 @@ def partitions_dag(doc_md: str) -> DAG:
         description=doc_md.strip().splitlines()[0],
         doc_md=doc_md,
         schedule=CronDataIntervalTimetable("30 0 * * *", timezone="UTC"),
-        start_date=START_DATE,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),  # no catchup: only the latest interval runs
         catchup=False,
         max_active_runs=1,
         default_args={"retries": 3, "retry_delay": dt.timedelta(minutes=1), "on_failure_callback": record_failure},

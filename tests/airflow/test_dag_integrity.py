@@ -67,3 +67,10 @@ def test_parse_time_is_small() -> None:
     seconds = time.perf_counter() - started
     print(f"\nDAG folder parse: {seconds:.2f} s")
     assert seconds < 10  # target 2 s (bench: dags.parse_seconds); generous here, the suite runs on busy cores
+
+
+def test_schedule_start_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_SCHEDULE_START", "2026-11-16T00:00:00")
+    bag = DagBag(dag_folder=str(DAGS))
+    for dag_id in ("telemetry_hourly", "telemetry_daily", "telemetry_weekly"):
+        assert bag.dags[dag_id].start_date == dt.datetime(2026, 11, 16, tzinfo=dt.UTC)

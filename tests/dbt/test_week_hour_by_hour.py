@@ -22,22 +22,11 @@ from telemetry_ops import dbt
 
 from collectors.simulator.config import SimulationConfig
 from collectors.warehouse import local_postgres
-from tests.dbt.simulated import land_simulation
+from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 END = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
 DAYS = int(os.environ.get("TELEMETRY_EQUIVALENCE_DAYS", "2"))
 START = END - dt.timedelta(days=DAYS)
-HOURLY_MARTS = ("fct_channel_reliability_hourly", "fct_reliability_hourly", "fct_host_metrics_hourly")
-DAILY_MARTS = (
-    "fct_telemetry_day",
-    "fct_minutes_per_user_daily",
-    "fct_channel_reliability_daily",
-    "fct_reliability_daily",
-    "fct_event_counts_daily",
-    "fct_host_metrics_daily",
-    "fct_sessions",
-    "fct_funnel_daily",
-)
 CONFIG = SimulationConfig(
     start=START,
     end=END,
@@ -48,15 +37,6 @@ CONFIG = SimulationConfig(
     channels=3,
     messages_per_channel_per_hour=6.0,
 )
-
-
-def snapshot(url: str, tables: tuple[str, ...]) -> dict[str, list[str]]:
-    """Every row of each mart, as sorted text (a multiset that compares exactly)."""
-    with psycopg.connect(url) as conn:
-        return {
-            table: sorted(repr(row) for row in conn.execute(f"select * from marts.{table}").fetchall())
-            for table in tables
-        }
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """A small simulated period landed through a real receiver and built into marts, shared by the module's tests.
 
-The simulation covers 24 hours across a UTC midnight, two days before today: the first day (the "old day")
-plays the raw partitions the weekly cleanup is about to drop, the second opens the weekly window. The
+The simulation covers 24 hours across the UTC midnight that starts the last complete week (Sunday to Monday):
+the Sunday (the "old day") plays the raw partitions the weekly cleanup is about to drop, the Monday opens the
+weekly window that the weekly run of this week validates, whatever the day the suite runs. The
 landed and built database is a template; each test gets its own copy (``create database ... template``),
 so a test can corrupt it freely.
 """
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from telemetry_ops import dbt
 
+from collectors.config import RetentionDays
 from collectors.simulator.config import SimulationConfig
 from collectors.warehouse import local_postgres
 from collectors.warehouse.db import RAW_TABLES
@@ -43,6 +45,12 @@ MARTS = (
 )
 
 
+def previous_week_start(today: dt.date | None = None) -> dt.datetime:
+    """Monday 00:00 UTC of the last complete ISO week."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 7), dt.time(), tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class LandedWeek:
     template: str  # database name of the landed, built warehouse
@@ -56,8 +64,7 @@ class LandedWeek:
 def landed_week(
     pg_server: local_postgres.PostgresServer, template_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LandedWeek]:
-    today = dt.datetime.now(dt.UTC).date()
-    window_start = dt.datetime.combine(today - dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
+    window_start = previous_week_start()
     old_day = (window_start - dt.timedelta(days=1)).date()
     config = SimulationConfig(
         start=window_start - dt.timedelta(hours=12),
@@ -73,7 +80,8 @@ def landed_week(
     url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
     tmp = tmp_path_factory.mktemp("landed_week")
     try:
-        _, accepted = land_simulation(url, config, tmp / "spool")
+        # the old day may lie past the default message retention (7 days) on a Monday
+        _, accepted = land_simulation(url, config, tmp / "spool", retention=RetentionDays(message_samples=30))
         assert all(accepted.get(kind) for kind in ("minute_snapshots", "message_samples", "host_minutes"))
         dbt.build(
             " ".join(f"+{mart}" for mart in MARTS),

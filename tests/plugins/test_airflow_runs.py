@@ -14,10 +14,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from telemetry_ops import dbt
+from telemetry_ops.builds import PARTS
 from telemetry_ops.local_airflow import LocalAirflow
 
 from collectors.warehouse import local_postgres
 from collectors.warehouse.db import RAW_TABLES
+from collectors.warehouse.partitions import list_partitions
+from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, snapshot
 from tests.plugins.conftest import LandedWeek
 
 pytestmark = pytest.mark.e2e
@@ -67,27 +71,123 @@ def test_an_hourly_run_fills_exactly_its_hour(
         assert results["results"] and all(r["status"] in ("success", "pass") for r in results["results"])
 
 
+def weekly_retention(landed_week: LandedWeek) -> dict[str, str]:
+    """Environment for the weekly run of the landed week: the old Sunday is past the retention, the Monday is not.
+
+    The weekly run's cleanup counts the retention back from its window's end (the Monday after the week).
+    """
+    keep_days = (landed_week.window_end.date() - landed_week.old_day).days - 1  # 7
+    env = {f"TELEMETRY_RETENTION_{t.upper()}": str(keep_days) for t in RAW_TABLES}
+    env["TELEMETRY_RELIABILITY_LAG_WINDOWS"] = "0"
+    return env
+
+
+def ledger_covers(url: str, landed_week: LandedWeek) -> None:
+    """Record every build the old day feeds, so only validation can stop the cleanup (coverage: test_cleanup)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for cadence in ("hourly", "daily", "weekly"):
+            for part in PARTS:
+                conn.execute(
+                    "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds)"
+                    " values (%s, %s, %s, %s, 0, 0)",
+                    (cadence, part, landed_week.window_start - dt.timedelta(days=400), landed_week.window_end),
+                )
+
+
+def partition_days(url: str) -> dict[str, dt.date]:
+    """Every raw partition's name and day."""
+    with psycopg.connect(url) as conn:
+        return {p.name: p.day for table in RAW_TABLES for p in list_partitions(conn, table)}
+
+
+def test_a_daily_run_after_its_24_hourly_runs_equals_a_full_refresh_and_a_rerun_changes_nothing(
+    airflow_meta: str, week_url: str, landed_week: LandedWeek, pg_server: local_postgres.PostgresServer, tmp_path: Path
+) -> None:
+    """A day built by its 24 hourly builds, then the daily DAG run (twice), equals a full refresh, row for row.
+
+    The hourly builds are the hourly DAG's dbt builds below Airflow (24 ``dags test`` would cost 12 minutes);
+    ``test_an_hourly_run_fills_exactly_its_hour`` runs one through Airflow.
+    """
+    day = landed_week.window_start  # the simulation covers its first 12 hours (and the 12 before it)
+    next_day = day + dt.timedelta(days=1)
+    marts = HOURLY_MARTS + DAILY_MARTS
+    with psycopg.connect(week_url, autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("select tablename from pg_tables where schemaname = 'marts'")}
+        conn.execute("truncate " + ", ".join(f"marts.{t}" for t in marts if t in existing))
+    for hour in range(24):
+        start = day + dt.timedelta(hours=hour)
+        dbt.build(
+            "+tag:hourly" if hour == 0 else "tag:hourly",  # the first build also creates the staging views
+            start,
+            start + dt.timedelta(hours=1),
+            database_url=week_url,
+            data_tests=False,
+            target_path=tmp_path / "hourly",
+        )
+    airflow = local_airflow(airflow_meta, week_url, tmp_path)
+    done = airflow.dags_test("telemetry_daily", next_day)  # the interval [day, next_day)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    incremental = snapshot(week_url, marts, day, next_day)
+    assert len(incremental["fct_host_metrics_hourly"]) == 2 * 12  # two hosts, twelve simulated hours
+    assert incremental["fct_telemetry_day"] and incremental["fct_sessions"] and incremental["fct_funnel_daily"]
+    everything = snapshot(week_url, marts)  # the daily funnel run also recomputes the day before
+
+    again = airflow.dags_test("telemetry_daily", next_day)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert snapshot(week_url, marts) == everything
+
+    name = f"telemetry_full_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    full_url = local_postgres.create_database(pg_server.url, name, template=landed_week.template)
+    try:  # a full refresh rebuilds every mart from all raw data (both simulated days)
+        dbt.build(
+            "+tag:hourly +tag:daily",
+            landed_week.window_start - dt.timedelta(days=1),
+            next_day,
+            database_url=full_url,
+            full_refresh=True,
+            data_tests=False,
+            target_path=tmp_path / "full",
+        )
+        assert snapshot(full_url, marts, day, next_day) == incremental
+    finally:
+        local_postgres.drop_database(pg_server.url, name)
+
+
+def test_a_weekly_run_over_clean_data_drops_exactly_the_partitions_past_the_retention(
+    airflow_meta: str, week_url: str, landed_week: LandedWeek, tmp_path: Path
+) -> None:
+    ledger_covers(week_url, landed_week)
+    before = partition_days(week_url)
+    cutoff = landed_week.window_start.date()  # window end minus the retention of 7 days
+    expired = {name for name, day in before.items() if day < cutoff}
+    assert {p.name for p in landed_week.partitions} <= expired  # the old Sunday's, with data, and older empty ones
+    with psycopg.connect(week_url) as conn:
+        monday_rows = conn.execute(
+            "select count(*) from raw.minute_snapshots where minute >= %s", (landed_week.window_start,)
+        ).fetchone()[0]
+    airflow = local_airflow(airflow_meta, week_url, tmp_path, **weekly_retention(landed_week))
+    done = airflow.dags_test("telemetry_weekly", landed_week.window_end)  # the interval [window_start, window_end)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    after = partition_days(week_url)
+    assert set(before) - set(after) == expired
+    assert set(after) == {name for name, day in before.items() if day >= cutoff}
+    with psycopg.connect(week_url) as conn:
+        logged = conn.execute("select partition_name from quality.cleanup_log where action = 'dropped'").fetchall()
+        passed = conn.execute("select bool_and(success), count(*) from quality.validation_runs").fetchone()
+        kept_rows = conn.execute(
+            "select count(*) from raw.minute_snapshots where minute >= %s", (landed_week.window_start,)
+        ).fetchone()[0]
+    assert {row[0] for row in logged} == expired and len(logged) == len(expired)
+    assert passed[0] is True and passed[1] > 0
+    assert kept_rows == monday_rows > 0
+
+
 def test_a_weekly_run_over_a_corrupt_row_fails_and_drops_nothing(
     airflow_meta: str, week_url: str, landed_week: LandedWeek, tmp_path: Path
 ) -> None:
     old = landed_week.old_day
-    # the weekly run of the last complete week; its cleanup counts the retention back from that week's end
-    today = dt.datetime.now(dt.UTC).date()
-    monday = dt.datetime.combine(today - dt.timedelta(days=today.weekday()), dt.time(), dt.UTC)
-    keep_days = (monday.date() - old).days - 1
-    if keep_days < 1:
-        pytest.skip("the landed old day lies in the current week (Wednesday to Sunday); no weekly run can drop it yet")
-    retention = {f"TELEMETRY_RETENTION_{t.upper()}": str(keep_days) for t in RAW_TABLES}
-    retention["TELEMETRY_RELIABILITY_LAG_WINDOWS"] = "0"
-    # every build the old day feeds is in the ledger, so only validation can stop the cleanup
+    ledger_covers(week_url, landed_week)
     with psycopg.connect(week_url, autocommit=True) as conn:
-        for cadence in ("hourly", "daily", "weekly"):
-            for part in ("marts", "reliability"):
-                conn.execute(
-                    "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds)"
-                    " values (%s, %s, %s, %s, 0, 0)",
-                    (cadence, part, landed_week.window_start - dt.timedelta(weeks=6), landed_week.window_end),
-                )
         for constraint in conn.execute(
             "select conname from pg_constraint where conrelid = 'raw.minute_snapshots'::regclass and contype = 'c'"
         ).fetchall():
@@ -98,8 +198,8 @@ def test_a_weekly_run_over_a_corrupt_row_fails_and_drops_nothing(
             (old,),
         )
         before = conn.execute("select count(*) from pg_inherits").fetchone()[0]
-    airflow = local_airflow(airflow_meta, week_url, tmp_path, **retention)
-    done = airflow.dags_test("telemetry_weekly", monday)  # the interval [monday - 1 week, monday)
+    airflow = local_airflow(airflow_meta, week_url, tmp_path, **weekly_retention(landed_week))
+    done = airflow.dags_test("telemetry_weekly", landed_week.window_end)  # the interval [window_start, window_end)
     output = done.stdout + done.stderr
     assert "data validation failed; nothing will be dropped" in output
     with psycopg.connect(week_url) as conn:

@@ -1,20 +1,23 @@
-"""``make demo``: land a simulated week through the real receiver, build the marts, print a summary.
+"""``make demo``: land a simulated week through the real receiver, build it through Airflow, print a summary.
 
 Steps: find PostgreSQL (``TELEMETRY_DATABASE_URL``, else the local server, else
 an embedded one), migrate and create partitions, start the receiver and a host
-collector as processes, play a seeded population over the past week through the
-receiver, build every dbt model for that week, print what landed and what the
-marts say next to the simulator's ground truth. Everything it started stops on
-exit or Ctrl-C; running it twice gives the same marts (the week is fixed by
-the day the demo runs, and re-sent records are duplicates).
-
-Today the dbt build is invoked directly; the Airflow DAGs (issue 6) will take
-that step over.
+collector as processes, play a seeded population over the last complete ISO week
+through the receiver, start a local Airflow (api-server, scheduler,
+dag-processor, triggerer; metadata in its own database on the same server), run
+``telemetry_hourly`` (one range run), ``telemetry_daily`` (a backfill of the
+seven days) and ``telemetry_weekly`` (a backfill of the week: weekly marts,
+Great Expectations, cleanup), generate the dbt docs, and print what landed and
+what the marts say next to the simulator's ground truth. Everything it started
+stops on exit or Ctrl-C (``--serve`` keeps Airflow and the data-quality page up
+until Ctrl-C). Running it twice gives the same marts: the week is fixed by the
+day the demo runs, and re-sent records are duplicates.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -35,6 +38,7 @@ from collectors.warehouse.maintenance import prepare_database
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE = REPO_ROOT / ".state" / "demo"
 DEMO_DATABASE = "telemetry_demo"
+AIRFLOW_DATABASE = "telemetry_demo_airflow"
 
 
 def step(message: str) -> float:
@@ -132,19 +136,50 @@ def summary(url: str, truth_dir: Path, start: dt.datetime, end: dt.datetime) -> 
         ).fetchone()[0]
         print(f"    overall R, mean over days: {overall}")
 
+        steps = conn.execute(
+            "select step, event, users, conversion_from_start from marts.fct_funnel_weekly"
+            " where funnel = 'onboarding' and week_start = %s order by step",
+            (start.date(),),
+        ).fetchall()
+        print(f"\nFunnel 'onboarding', entries in the week of {start:%Y-%m-%d} (marts.fct_funnel_weekly):")
+        for index, event, users, conversion in steps:
+            print(f"    {index}. {event:<22} {users:>5} users  {float(conversion):.1%} of step 1")
+
+        checks = conn.execute(
+            "select count(*), count(*) filter (where not success) from quality.validation_runs"
+            " where run_id = (select run_id from quality.validation_runs where window_start = %s"
+            " order by started_at desc limit 1)",
+            (start,),
+        ).fetchone()
+        dropped = conn.execute("select count(*) from quality.cleanup_log where action = 'dropped'").fetchone()[0]
+        verdict = "PASSED" if checks[0] and not checks[1] else "FAILED" if checks[1] else "not run"
+        print(
+            f"\nData quality (quality.validation_runs): {verdict}, {checks[0] - checks[1]} of {checks[0]} "
+            f"suites passed; raw partitions dropped by the cleanup: {dropped}"
+        )
+
+
+def last_complete_week(today: dt.date) -> dt.datetime:
+    """Monday 00:00 UTC of the last complete ISO week before ``today``."""
+    return dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 7), dt.time(), tzinfo=dt.UTC)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--days", type=int, default=7, help="days of history to simulate [7]")
     parser.add_argument("--users", type=int, default=200, help="simulated accounts [200]")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed [7]")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep Airflow running at the end (UI and data-quality page) until Ctrl-C",
+    )
     args = parser.parse_args(argv)
 
     STATE.mkdir(parents=True, exist_ok=True)
-    end = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = end - dt.timedelta(days=args.days)
+    start = last_complete_week(dt.datetime.now(dt.UTC).date())
+    end = start + dt.timedelta(days=7)
     with ExitStack() as stack:
         t = step("Finding PostgreSQL")
         configured = os.environ.get("TELEMETRY_DATABASE_URL")
@@ -155,10 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         done(t)
 
         t = step("Migrating and creating partitions")
-        retention_env = {"TELEMETRY_RETENTION_MESSAGE_SAMPLES": str(args.days + 2)}
-        os.environ.update(retention_env)
+        back_days = (dt.datetime.now(dt.UTC) - start).days + 2
+        # the week is landed late: keep message samples long enough for the receiver to accept it
+        demo_env = {
+            "TELEMETRY_RETENTION_MESSAGE_SAMPLES": str(back_days),
+            "TELEMETRY_RELIABILITY_LAG_WINDOWS": "0",  # the week is past its lag but for its last windows
+        }
+        os.environ.update(demo_env)
         settings = Settings(database_url=url)
-        created = prepare_database(settings, back_days=args.days + 2)
+        created = prepare_database(settings, back_days=back_days)
         print(f"    partitions created: {sum(created.values())}")
         done(t)
 
@@ -168,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         target = f"127.0.0.1:{port}"
         env = {
             **os.environ,
-            **retention_env,
             "TELEMETRY_DATABASE_URL": url,
             "TELEMETRY_INGEST_TOKENS": token,
             "TELEMETRY_TOKEN": token,
@@ -185,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    receiver on {target} (log {STATE / 'receiver.log'})")
         done(t)
 
-        t = step(f"Simulating {args.days} days ({start:%Y-%m-%d} .. {end:%Y-%m-%d}) through the receiver")
+        t = step(f"Simulating the week {start:%Y-%m-%d} .. {end:%Y-%m-%d} through the receiver")
         truth_dir = STATE / "truth"
         subprocess.run(
             [
@@ -210,21 +249,57 @@ def main(argv: list[str] | None = None) -> int:
         )
         done(t)
 
-        t = step("Building every dbt model for the week (dbt build, in-process)")
         sys.path.insert(0, str(REPO_ROOT / "plugins"))
-        from telemetry_ops.dbt import build
+        from telemetry_ops.local_airflow import LocalAirflow, reset_home
+        from telemetry_ops.week_runs import run_week
 
-        result = build("+tag:hourly +tag:daily +tag:weekly", start, end, database_url=url, target_path=STATE / "dbt")
-        print(f"    {len(result.nodes)} nodes ok; run results in {result.run_results_path}")
+        t = step("Starting Airflow (api-server, scheduler, dag-processor, triggerer)")
+        home = STATE / "airflow"
+        reset_home(home)
+        airflow = LocalAirflow(
+            home,
+            local_postgres.create_database(server.url, AIRFLOW_DATABASE, drop=True),
+            url,
+            extra_env={
+                **demo_env,
+                # nothing is scheduled on its own while the demo runs: only its runs and backfills
+                "TELEMETRY_SCHEDULE_START": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat(),
+            },
+        )
+        airflow.migrate()
+        stack.enter_context(airflow.services())
+        print(f"    Airflow UI {airflow.api_url} (logs {home / 'logs'})")
+        done(t)
+
+        t = step("Running the DAGs over the week")
+        runs = run_week(airflow, start, progress=lambda line: print(f"    {line}", flush=True))
+        done(t)
+
+        t = step("Generating the dbt docs")
+        from telemetry_ops.dbt import invoke
+
+        docs = invoke(["docs", "generate", "--static"], database_url=url, target_path=STATE / "dbt-docs").target_path
         done(t)
 
         summary(url, truth_dir, start, end)
+        gx_docs = Settings().gx_dir / "uncommitted" / "data_docs" / "local_site" / "index.html"
         print(
             "\nWhere to look:\n"
-            f"    marts:        psql {url} -c 'select * from marts.fct_telemetry_day'\n"
-            f"    ground truth: {truth_dir}\n"
-            f"    logs:         {STATE}\n"
+            f"    marts:              psql {url} -c 'select * from marts.fct_telemetry_day'\n"
+            f"    dbt docs:           {docs / 'static_index.html'} (one file, open it in a browser)\n"
+            f"    Data Docs (GX):     {gx_docs}\n"
+            f"    data-quality page:  make demo ARGS=--serve, then {airflow.api_url}/telemetry-quality/\n"
+            f"    ground truth:       {truth_dir}\n"
+            f"    logs:               {STATE}\n"
         )
+        if not runs.succeeded:
+            print(f"Some DAG runs failed: {runs}; see {home / 'logs'}", file=sys.stderr)
+            return 1
+        if args.serve:
+            print(f"Airflow is up: {airflow.api_url} (Browse > Data quality). Ctrl-C stops everything.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
     return 0
 
 

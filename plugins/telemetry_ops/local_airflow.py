@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +180,35 @@ class LocalAirflow:
                 raise TimeoutError(f"DAGs {sorted(set(dag_ids) - found)} were not parsed within {timeout:.0f} s")
             time.sleep(1)
 
+    def trigger(self, dag_id: str, run_id: str, conf: dict | None = None) -> str:
+        """``airflow dags trigger`` (a manual run, logical date now); returns ``run_id``. Needs ``services()``."""
+        args = ["dags", "trigger", dag_id, "--run-id", run_id]
+        if conf:
+            args += ["--conf", json.dumps(conf)]
+        self.airflow(*args)
+        return run_id
+
+    def wait_run(
+        self, dag_id: str, run_id: str, *, timeout: float = 900, progress: Callable[[str], None] | None = None
+    ) -> str:
+        """Wait until the run ends; return its state (``success`` or ``failed``)."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while True:
+            with psycopg.connect(self.metadata_url) as conn:
+                row = conn.execute(
+                    "select state from dag_run where dag_id = %s and run_id = %s", (dag_id, run_id)
+                ).fetchone()
+            state = str(row[0]) if row else "not created"
+            if progress and state != seen:
+                progress(state)
+                seen = state
+            if state in TERMINAL_STATES:
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s (state {state})")
+            time.sleep(2)
+
     def backfill(
         self,
         dag_id: str,
@@ -188,7 +217,7 @@ class LocalAirflow:
         *,
         max_active_runs: int = 2,
         timeout: float = 900,
-        progress: callable | None = None,
+        progress: Callable[[dict[dt.datetime, str]], None] | None = None,
     ) -> dict[dt.datetime, str]:
         """``airflow backfill create`` for runs whose logical dates fall in [start, end]; wait for them.
 

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             f"    marts:              psql {url} -c 'select * from marts.fct_telemetry_day'\n"
             f"    dbt docs:           {docs / 'static_index.html'} (one file, open it in a browser)\n"
             f"    Data Docs (GX):     {gx_docs}\n"
-            f"    data-quality page:  make demo ARGS=--serve, then {airflow.api_url}/telemetry-quality/\n"
+            "    data-quality page:  make demo ARGS=--serve keeps Airflow up: <Airflow UI>/telemetry-quality/\n"
             f"    ground truth:       {truth_dir}\n"
             f"    logs:               {STATE}\n"
         )

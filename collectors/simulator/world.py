@@ -181,7 +181,7 @@ class World:
             load = players / max(1, self.config.users / self.config.servers)
             cpu = min(100.0, 5 + 60 * load + rng.uniform(0, 5))
             cores = [min(100.0, max(0.0, cpu + rng.uniform(-5, 5))) for _ in range(4)]
-            tick_ms = [rng.lognormvariate(math.log(16.0 * (1 + load)), 0.08) for _ in range(60)]
+            tick_ms = [rng.lognormvariate(math.log(11.0 * (1 + load)), 0.08) for _ in range(60)]  # 60 Hz until busy
             pings = [rng.lognormvariate(math.log(45), 0.35) for _ in range(max(1, min(players, 60)))]
             latency = [rng.lognormvariate(math.log(20), 0.3) for _ in range(60)]
             memory_total = 16 << 30

@@ -125,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"telemetry-host-collector: {stats.samples} samples, {stats.records} records; "
         f"accepted {push.accepted}, "
-        f"duplicates {push.duplicates}, rejected {push.rejected}, spooled batches {push.spooled_batches}",
+        f"duplicates {push.duplicates}, rejected {push.rejected}, spooled batches {push.spooled_batches}"
+        + (
+            f"; NOT SAVED (spool disk full): {stats.held} held, {stats.dropped} given up"
+            if stats.held or stats.dropped
+            else ""
+        ),
         file=sys.stderr,
     )
-    return 1 if push.rejected else 0
+    return 1 if push.rejected or stats.held or stats.dropped else 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collectors.client import PushResult
+from collectors.client.spool import SpoolFullError
 from collectors.host.exposition import CurrentValues
 from collectors.host.rollup import MinuteRollup
 from collectors.host.sampler import HostSampler
@@ -24,6 +25,8 @@ class CollectorStats:
     samples: int = 0
     records: int = 0
     push: PushResult = field(default_factory=PushResult)
+    held: int = 0  # records neither delivered nor spooled (the spool's disk was full) when the run ended
+    dropped: int = 0  # records given up because more than ``max_held`` were waiting
 
 
 class HostCollector:
@@ -31,7 +34,9 @@ class HostCollector:
 
     Ticks are scheduled on a monotonic clock (no drift); a slow push delays the
     next sample but never skews a rate, because rates divide by the real time
-    between samples. The unfinished period is sent at shutdown.
+    between samples. The unfinished period is sent at shutdown. When the receiver is down and the
+    spool's disk is full, the records of that push stay in memory (at most ``max_held``, a week of
+    minutes by default, then the oldest are given up, loudly) and go out first with the next push.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class HostCollector:
         interval: float = 1.0,
         current: CurrentValues | None = None,
         sampler: HostSampler | None = None,
+        max_held: int = 7 * 24 * 60,
     ) -> None:
         self.rollup = rollup
         self.send = send
@@ -49,18 +55,37 @@ class HostCollector:
         self.current = current
         self.sampler = sampler or HostSampler()
         self.stats = CollectorStats()
+        self.max_held = max_held
+        self.held: list[pb.HostMinute] = []
 
     def _emit(self, records: list[pb.HostMinute]) -> None:
-        if not records:
+        if not records and not self.held:
             return
         self.stats.records += len(records)
-        result = self.send(records)
+        batch = self.held + records
+        try:
+            result = self.send(batch)
+        except SpoolFullError as full:
+            if isinstance(full.result, PushResult):
+                self.stats.push.merge(full.result)
+            self._hold([batch[offset + i] for offset, count in full.unsaved for i in range(count)], full)
+            return
+        self.held = []
         if result is not None:
             self.stats.push.merge(result)
             if result.spooled_batches:
-                log.warning("receiver unavailable: %d record(s) spooled for later", len(records))
+                log.warning("receiver unavailable: %d record(s) spooled for later", len(batch))
             for index, reason in result.rejects:
-                log.error("record for %s refused: %s", records[index].minute.ToDatetime(), reason)
+                log.error("record for %s refused: %s", batch[index].minute.ToDatetime(), reason)
+
+    def _hold(self, unsaved: list[pb.HostMinute], error: SpoolFullError) -> None:
+        over = len(unsaved) - self.max_held
+        if over > 0:
+            log.error("%d held record(s) given up: more than %d are waiting for the spool", over, self.max_held)
+            self.stats.dropped += over
+            unsaved = unsaved[over:]
+        self.held = unsaved
+        log.error("%s; %d record(s) held in memory and sent first with the next push", error, len(unsaved))
 
     def run(
         self,
@@ -85,8 +110,12 @@ class HostCollector:
                 self.current.update(sample)
             self._emit(self.rollup.add(sample))
             if max_records is not None and self.stats.records >= max_records:
+                self.stats.held = len(self.held)
                 return self.stats
             if deadline is not None and time.monotonic() >= deadline:
                 break
         self._emit(self.rollup.flush())
+        self.stats.held = len(self.held)
+        if self.held:
+            log.error("stopping with %d record(s) neither delivered nor spooled", len(self.held))
         return self.stats

@@ -30,6 +30,8 @@ import pytest
 from collectors.client import IngestClient, SpoolFullError
 from collectors.client import spool as spool_module
 from collectors.config import RetentionDays, Settings
+from collectors.host.collector import HostCollector
+from collectors.host.rollup import MinuteRollup
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import metrics
 from collectors.receiver.server import Receiver
@@ -289,6 +291,44 @@ def test_disk_full_spool(small_disk: tuple[Path, str], warehouse_url: str, monke
     )
     assert sorted(found) == sorted(sent)
     assert (drained.accepted, resent.accepted) == (len(spooled_ids), len(held))
+
+
+def test_the_host_collector_holds_what_a_full_spool_cannot_take_and_sends_it_later(
+    small_disk: tuple[Path, str], warehouse_url: str, monkeypatch, receiver_process
+) -> None:
+    directory, kind = small_disk
+    port = free_port()  # nothing listens there yet
+    target = f"127.0.0.1:{port}"
+    with IngestClient(target, TOKEN, spool_dir=directory / "spool", attempts=1, timeout=2) as down:
+        if kind.startswith("ENOSPC"):
+            budget = _FullAfter(0)
+            monkeypatch.setattr(spool_module, "open", budget, raising=False)
+        else:
+            with (directory / "filler").open("wb") as filler, contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"x" * 65536)
+                    filler.flush()
+        collector = HostCollector(MinuteRollup("held-host", period_seconds=60), down.push_host_minutes, interval=0.2)
+        first = collector.run(duration=0.7)  # the receiver is down and the spool is full
+    held_samples = first.samples  # the stats are cumulative over runs
+    assert first.held == len(collector.held) >= 1 and first.push.spooled_batches == 0
+    assert not list((directory / "spool").glob("*.pb"))
+
+    if kind.startswith("ENOSPC"):
+        budget.left = 1 << 30
+    else:
+        (directory / "filler").unlink()
+    receiver_process(port=port)
+    with IngestClient(target, TOKEN, spool_dir=directory / "spool", attempts=2) as up:
+        collector.send = up.push_host_minutes
+        # another host id: a second partial record of the same minute would be a duplicate key
+        collector.rollup = MinuteRollup("next-host", period_seconds=60)
+        second = collector.run(duration=0.7)
+    assert second.held == 0 and second.dropped == 0 and not collector.held
+    with psycopg.connect(warehouse_url) as db:
+        stored = dict(db.execute("select host_id, sum(samples) from raw.host_minutes group by host_id").fetchall())
+    # the held records went out with the next push, and nothing else was lost
+    assert stored == {"held-host": held_samples, "next-host": second.samples - held_samples}
 
 
 CRASH_MID_WRITE = """

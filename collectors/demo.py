@@ -161,11 +161,6 @@ def summary(url: str, truth_dir: Path, start: dt.datetime, end: dt.datetime, sin
         )
 
 
-def last_complete_week(today: dt.date) -> dt.datetime:
-    """Monday 00:00 UTC of the last complete ISO week before ``today``."""
-    return dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 7), dt.time(), tzinfo=dt.UTC)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make demo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -179,9 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    sys.path.insert(0, str(REPO_ROOT / "plugins"))  # telemetry_ops, as Airflow sees it
+    from telemetry_ops.local_airflow import LocalAirflow, reset_home
+    from telemetry_ops.week_runs import last_complete_week, run_week
+
     STATE.mkdir(parents=True, exist_ok=True)
     demo_started = dt.datetime.now(dt.UTC)
-    start = last_complete_week(dt.datetime.now(dt.UTC).date())
+    start = last_complete_week()
     end = start + dt.timedelta(days=7)
     with ExitStack() as stack:
         t = step("Finding PostgreSQL")
@@ -251,10 +250,6 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         done(t)
-
-        sys.path.insert(0, str(REPO_ROOT / "plugins"))
-        from telemetry_ops.local_airflow import LocalAirflow, reset_home
-        from telemetry_ops.week_runs import run_week
 
         t = step("Starting Airflow (api-server, scheduler, dag-processor, triggerer)")
         home = STATE / "airflow"

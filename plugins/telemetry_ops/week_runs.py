@@ -25,6 +25,12 @@ from telemetry_ops.local_airflow import LocalAirflow
 DAGS = ("telemetry_hourly", "telemetry_daily", "telemetry_weekly")
 
 
+def last_complete_week(today: dt.date | None = None) -> dt.datetime:
+    """Monday 00:00 UTC of the last complete ISO week before ``today`` (default: today, UTC)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 7), dt.time(), tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class WeekRuns:
     """Final state of every run, by DAG (hourly: by run id; daily and weekly: by data interval start)."""

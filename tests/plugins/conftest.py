@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from telemetry_ops import dbt
+from telemetry_ops.week_runs import last_complete_week
 
 from collectors.config import RetentionDays
 from collectors.simulator.config import SimulationConfig
@@ -45,12 +46,6 @@ MARTS = (
 )
 
 
-def previous_week_start(today: dt.date | None = None) -> dt.datetime:
-    """Monday 00:00 UTC of the last complete ISO week."""
-    today = today or dt.datetime.now(dt.UTC).date()
-    return dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 7), dt.time(), tzinfo=dt.UTC)
-
-
 @dataclass(frozen=True)
 class LandedWeek:
     template: str  # database name of the landed, built warehouse
@@ -64,7 +59,7 @@ class LandedWeek:
 def landed_week(
     pg_server: local_postgres.PostgresServer, template_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LandedWeek]:
-    window_start = previous_week_start()
+    window_start = last_complete_week()
     old_day = (window_start - dt.timedelta(days=1)).date()
     config = SimulationConfig(
         start=window_start - dt.timedelta(hours=12),

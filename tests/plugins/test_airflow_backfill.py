@@ -18,13 +18,12 @@ import psycopg
 import pytest
 from telemetry_ops import dbt
 from telemetry_ops.local_airflow import LocalAirflow
-from telemetry_ops.week_runs import run_week
+from telemetry_ops.week_runs import last_complete_week, run_week
 
 from collectors.config import RetentionDays
 from collectors.simulator.config import SimulationConfig
 from collectors.warehouse import local_postgres
 from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
-from tests.plugins.conftest import previous_week_start
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +37,7 @@ WEEKLY_MARTS = (
     "fct_retention_weekly",
     "fct_feature_adoption_weekly",
 )
-WEEK_START = previous_week_start()
+WEEK_START = last_complete_week()
 WEEK_END = WEEK_START + dt.timedelta(days=7)
 
 

@@ -20,31 +20,13 @@ import psycopg
 import pytest
 from telemetry_ops.validation import URL_VARIABLE, ValidationOutcome, validate_week
 
-from tests.plugins.conftest import LandedWeek
+from tests.plugins.conftest import MARTS, LandedWeek
 
 RAW_SUITES = {
     f"raw_{t}": f"raw_{t}_partitions_to_drop"
     for t in ("minute_snapshots", "message_samples", "host_minutes", "product_events", "accounts_created")
 }
-MART_SUITES = {
-    f"marts_{m}": f"marts_{m}"
-    for m in (
-        "fct_telemetry_day",
-        "fct_telemetry_week",
-        "fct_minutes_per_user_daily",
-        "fct_minutes_per_user_weekly",
-        "fct_channel_reliability_hourly",
-        "fct_channel_reliability_daily",
-        "fct_channel_reliability_weekly",
-        "fct_reliability_hourly",
-        "fct_reliability_daily",
-        "fct_reliability_weekly",
-        "fct_host_metrics_hourly",
-        "fct_host_metrics_daily",
-        "fct_host_metrics_weekly",
-        "fct_event_counts_daily",
-    )
-}
+MART_SUITES = {f"marts_{m}": f"marts_{m}" for m in MARTS}
 PASSWORD = "not-a-real-secret-7c1e"  # trust auth ignores it; it must never reach a file under gx_dir
 
 

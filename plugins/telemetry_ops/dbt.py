@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collectors.warehouse.db import dbt_env
+from telemetry_ops.process_env import temporary_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -80,20 +79,6 @@ def _get_runner() -> Any:
     return _runner
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def _node_results(result: Any) -> list[NodeResult]:
     nodes: list[NodeResult] = []
     for item in getattr(result, "results", None) or []:
@@ -144,7 +129,7 @@ def invoke(
     env = dbt_env(database_url)
     env["PGTZ"] = "UTC"  # belt and braces: every model is written with explicit UTC anyway
     started = dt.datetime.now(dt.UTC)
-    with _lock, _environment(env):
+    with _lock, temporary_environment(env):
         outcome = _get_runner().invoke(full_args)
     elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
     nodes = _node_results(outcome.result)

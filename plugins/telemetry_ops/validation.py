@@ -18,7 +18,6 @@ import datetime as dt
 import fcntl
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from collectors.warehouse.db import RAW_TABLES, connect, sqlalchemy_url
 from collectors.warehouse.partitions import Partition
+from telemetry_ops.process_env import temporary_environment
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +108,6 @@ def describe_failure(failure: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- GX plumbing
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @contextmanager
@@ -373,7 +359,7 @@ def validate_week(
         "_", f"{dag_id or 'validate_week'}__{run_id or started_at.strftime('%Y%m%dT%H%M%SZ')}"
     )
     env = {URL_VARIABLE: _gx_url(database_url), "GX_ANALYTICS_ENABLED": "False"}
-    with _exclusive(gx_dir), _environment(env):
+    with _exclusive(gx_dir), temporary_environment(env):
         from telemetry_ops.expectations import Scope, build_suites
 
         scope = Scope(window_start, window_end, tuple(partitions))

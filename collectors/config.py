@@ -8,14 +8,24 @@ is the one setting that drives the receiver, migrations, dbt (``env_var`` in
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Settings that may hold a secret can also be read from a file named by <VARIABLE>_FILE (the convention of
+# Docker and Kubernetes secrets), so the value appears neither in `ps` nor in the process environment.
+SECRET_FILE_SETTINGS = ("database_url", "ingest_database_url", "ingest_tokens")
+# What gRPC metadata (and an HTTP header) can carry: visible ASCII; a token must not contain spaces either.
+_TOKEN_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telemetry"
 DEFAULT_TARGET = "127.0.0.1:50051"  # where senders find the receiver unless told otherwise
@@ -47,6 +57,7 @@ class Settings(BaseSettings):
     # Receiver
     listen: str = "127.0.0.1:50051"
     metrics_port: int = Field(9464, ge=0, le=65535)  # 0 disables /metrics
+    metrics_addr: str = "127.0.0.1"  # 0.0.0.0 to let a Prometheus on another host scrape it
     ingest_tokens: SecretStr = SecretStr("")  # comma-separated bearer tokens
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -57,6 +68,20 @@ class Settings(BaseSettings):
     workers: int = Field(8, ge=1)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     db_wait_seconds: float = Field(5.0, gt=0)  # longest wait of a batch for a database connection
+    # A call whose request has not fully arrived this long after it started is refused (slow or stalled senders
+    # must not hold anything for long); calls beyond max_concurrent_calls are refused at once.
+    receive_timeout_seconds: float = Field(10.0, gt=0)
+    max_concurrent_calls: int = Field(256, ge=1)
+    # The longest the receiver works on one batch when the client set no shorter deadline; what is not stored or
+    # refused by then is answered as "resend" (IngestAck.retry_indexes) instead of blocking the client.
+    max_batch_seconds: float = Field(20.0, gt=0)
+    # Request bytes being parsed and written at once; a request waits for room. Bounds the receiver's memory,
+    # which is a small multiple of this (parsed records and rows cost more than their wire bytes).
+    max_inflight_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_ids_per_list: int = Field(50_000, ge=1)  # user ids per state list of a minute snapshot
+    # What raw.rejects keeps of one refused record: its first bytes (the size and a SHA-256 of the whole are kept)
+    max_reject_bytes: int = Field(64 * 1024, ge=256)
+    max_line_bytes: int = Field(1024 * 1024, ge=1024)  # the JSONL loader refuses longer lines
 
     # Partitions created ahead of time, in days
     partitions_ahead_days: int = Field(3, ge=1)
@@ -79,6 +104,31 @@ class Settings(BaseSettings):
     artefacts_dir: Path = STATE_DIR / "artefacts"
     # Great Expectations file context; Data Docs land in <gx_dir>/uncommitted/data_docs/local_site/.
     gx_dir: Path = STATE_DIR / "gx"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: object) -> object:
+        """``TELEMETRY_<NAME>_FILE``: read that setting from the file (its first line) unless it is given."""
+        if not isinstance(values, dict):
+            return values
+        for name in SECRET_FILE_SETTINGS:
+            path = os.environ.get(f"TELEMETRY_{name.upper()}_FILE")
+            if values.get(name) is None and path and not os.environ.get(f"TELEMETRY_{name.upper()}"):
+                values = {**values, name: read_secret_file(Path(path), f"TELEMETRY_{name.upper()}_FILE")}
+        return values
+
+    @field_validator("ingest_tokens")
+    @classmethod
+    def _tokens_sendable(cls, value: SecretStr) -> SecretStr:
+        for position, token in enumerate(split_tokens(value.get_secret_value()), 1):
+            check_token(token, f"token {position}")
+        return value
+
+    @model_validator(mode="after")
+    def _room_for_a_batch(self) -> Settings:
+        if self.max_inflight_bytes < self.max_batch_bytes:
+            raise ValueError("TELEMETRY_MAX_INFLIGHT_BYTES must be at least TELEMETRY_MAX_BATCH_BYTES")
+        return self
 
     @field_validator("database_url", "ingest_database_url")
     @classmethod
@@ -113,20 +163,79 @@ class Settings(BaseSettings):
         return self
 
     def token_list(self) -> list[str]:
-        return [t.strip() for t in self.ingest_tokens.get_secret_value().split(",") if t.strip()]
+        return split_tokens(self.ingest_tokens.get_secret_value())
 
     @property
     def receiver_database_url(self) -> str:
         return self.ingest_database_url or self.database_url
 
 
+def split_tokens(text: str) -> list[str]:
+    """Comma-separated tokens; whitespace around each (a trailing newline of a secret file) is not part of it."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def check_token(token: str, what: str = "the token") -> str:
+    """Raise ValueError unless ``token`` can travel in gRPC metadata and an HTTP header (visible ASCII)."""
+    bad = sorted({c for c in token if c not in _TOKEN_CHARACTERS})
+    if not token or bad:
+        shown = ", ".join(repr(c) for c in bad[:3]) or "nothing"
+        raise ValueError(
+            f"{what} must be visible ASCII without spaces (it contains {shown}); check for a stray newline or quote"
+        )
+    return token
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The first line of a secret file, without its line break."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(f"{what}: cannot read {path}: {error.strerror}") from None
+    return text.splitlines()[0].strip() if text.strip() else ""
+
+
 def sender_token() -> str:
-    """The bearer token a sender presents: TELEMETRY_TOKEN, else the first of TELEMETRY_INGEST_TOKENS."""
+    """The bearer token a sender presents: TELEMETRY_TOKEN (or the file TELEMETRY_TOKEN_FILE names), else the
+    first of TELEMETRY_INGEST_TOKENS."""
     token = os.environ.get("TELEMETRY_TOKEN", "").strip()
+    if not token and os.environ.get("TELEMETRY_TOKEN_FILE"):
+        token = read_secret_file(Path(os.environ["TELEMETRY_TOKEN_FILE"]), "TELEMETRY_TOKEN_FILE")
     if token:
         return token
-    tokens = [t.strip() for t in os.environ.get("TELEMETRY_INGEST_TOKENS", "").split(",") if t.strip()]
+    tokens = split_tokens(os.environ.get("TELEMETRY_INGEST_TOKENS", ""))
     return tokens[0] if tokens else ""
+
+
+def password_in_url(url: str | None) -> bool:
+    """True when a PostgreSQL URL carries a password (which a command line would show to every user in ``ps``)."""
+    if not url:
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
+
+
+def database_url_override(args: argparse.Namespace, prog: str) -> str | None:
+    """The URL a command line gives (flag or file), with a warning when a password sits on the command line."""
+    if getattr(args, "database_url_file", None) is not None:
+        return read_secret_file(args.database_url_file, "--database-url-file")
+    if args.database_url and password_in_url(args.database_url):
+        with contextlib.suppress(OSError):
+            print(
+                f"{prog}: warning: --database-url carries a password, which every user of this machine can read "
+                "in `ps`; use TELEMETRY_DATABASE_URL or --database-url-file instead",
+                file=sys.stderr,
+            )
+    return args.database_url
+
+
+def describe(error: ValidationError) -> str:
+    """A settings error without the values given: they may be secrets (a token, a salt, a password in a URL)."""
+    return "\n".join(
+        f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False)
+    )
 
 
 @lru_cache(maxsize=1)

@@ -10,8 +10,13 @@ and replays are harmless because the warehouse deduplicates on natural keys.
 A spooled batch the receiver refuses for good is set aside (``Spool.set_aside``)
 instead of blocking the spool, except on UNAUTHENTICATED/PERMISSION_DENIED: a
 wrong token is the sender's configuration, and every batch would be refused.
-When the spool's disk is full, :class:`SpoolFullError` says which records of the
-push are neither delivered nor spooled.
+A spooled batch that fails while the receiver is up (it timed out, say) is
+retried on its own back-off and set aside after ``max_spool_attempts``; batches
+behind it and new pushes go on meanwhile. Records the receiver had no time for
+(``IngestAck.retry_indexes``) are sent again in a batch of their own. When the
+spool cannot be written (disk full, read-only, no permission),
+:class:`SpoolWriteError` says which records of the push are neither delivered
+nor spooled.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import grpc
 from google.protobuf.message import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from collectors.client.spool import Spool, SpooledBatch, SpoolFullError
+from collectors.client.spool import Spool, SpooledBatch, SpoolWriteError
+from collectors.config import check_token
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
 SERVICE = "/telemetry.v1.TelemetryIngest/"
@@ -38,6 +44,9 @@ TRANSIENT = {
     grpc.StatusCode.INTERNAL,
 }
 CONFIGURATION = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+RESEND_ROUNDS = 5  # times records the receiver had no time for are sent again before they are spooled
+# gRPC's own answer when the call could not even be sent (metadata it cannot encode): no retry will help
+CLIENT_SIDE_DETAILS = ("Invalid metadata",)
 
 
 @dataclass(frozen=True)
@@ -77,15 +86,22 @@ class PushResult:
     rejected: int = 0
     spooled_batches: int = 0
     delivered_batches: int = 0
-    refused_batches: int = 0  # spooled batches the receiver refused for good, moved to the spool's refused/
+    refused_batches: int = 0  # spooled batches set aside in the spool's refused/ (refused for good, or given up)
+    waiting_batches: int = 0  # spooled batches waiting for their next try (they failed while the receiver was up)
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the pushed sequence, reason)
+    deferred: list[int] = field(default_factory=list)  # indexes neither stored nor refused (no spool): resend them
 
-    def add(self, ack: pb.IngestAck, offset: int) -> None:
+    def add(self, ack: pb.IngestAck, positions: Sequence[int] | int) -> None:
+        """Count an ack; ``positions``: the pushed index of each record of the batch (or the first one's)."""
+
+        def where(index: int) -> int:
+            return positions + index if isinstance(positions, int) else positions[index]
+
         self.accepted += ack.accepted
         self.duplicates += ack.duplicates
         self.rejected += ack.rejected
         self.delivered_batches += 1
-        self.rejects += [(offset + r.index, r.reason) for r in ack.rejects]
+        self.rejects += [(where(r.index), r.reason) for r in ack.rejects]
 
     def merge(self, other: PushResult) -> None:
         self.accepted += other.accepted
@@ -94,11 +110,17 @@ class PushResult:
         self.spooled_batches += other.spooled_batches
         self.delivered_batches += other.delivered_batches
         self.refused_batches += other.refused_batches
+        self.waiting_batches += other.waiting_batches
         self.rejects += other.rejects
+        self.deferred += other.deferred
 
 
 def _transient(error: BaseException) -> bool:
-    return isinstance(error, grpc.RpcError) and error.code() in TRANSIENT
+    if not isinstance(error, grpc.RpcError):
+        return False
+    if error.code() == grpc.StatusCode.INTERNAL and (error.details() or "").startswith(CLIENT_SIDE_DETAILS):
+        return False
+    return error.code() in TRANSIENT
 
 
 class IngestClient:
@@ -118,7 +140,9 @@ class IngestClient:
         attempts: int = 5,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
+        max_spool_attempts: int = 10,
     ) -> None:
+        check_token(token, "the bearer token")
         options = [
             ("grpc.max_send_message_length", max_batch_bytes + 64 * 1024),
             # reconnect to a restarted receiver on the same schedule as the retries (gRPC's default grows to 120 s)
@@ -149,6 +173,7 @@ class IngestClient:
         )
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="push") if max_in_flight > 1 else None
         self._spool_lock = threading.Lock()
+        self.max_spool_attempts = max_spool_attempts
 
     # ------------------------------------------------------------------ public API
 
@@ -159,34 +184,35 @@ class IngestClient:
         when a spool is configured; otherwise the last transient error is raised.
         """
         spec = KINDS[kind]
-        result = self.flush_spool()
+        result, receiver_down = self._flush_spool()
         down = threading.Event()
-        if self.spool is not None and len(self.spool):
-            down.set()  # the spool did not drain: keep order, do not wait on a receiver that is down
+        if receiver_down:
+            down.set()  # the spool met a receiver that is down: do not wait on it again for each batch
         batches = list(self._batches(spec, records))
 
-        def deliver(batch: tuple[int, bytes, int]) -> PushResult | SpoolFullError:
+        def deliver(batch: tuple[int, bytes, Sequence[Message]]) -> PushResult | SpoolWriteError:
+            offset, payload, part = batch
             try:
-                return self._deliver(spec, batch[0], batch[1], down)
-            except SpoolFullError as full:
-                full.unsaved = ((batch[0], batch[2]),)
-                return full
+                return self._deliver(spec, range(offset, offset + len(part)), payload, part, down)
+            except SpoolWriteError as unwritable:
+                unwritable.unsaved = ((offset, len(part)),)
+                return unwritable
 
         if self._executor is None:
             outcomes = [deliver(batch) for batch in batches]
         else:
             outcomes = list(self._executor.map(deliver, batches))
-        full = None
+        unwritable = None
         for outcome in outcomes:
-            if isinstance(outcome, SpoolFullError):
-                if full is not None:
-                    outcome.unsaved = full.unsaved + outcome.unsaved
-                full = outcome
+            if isinstance(outcome, SpoolWriteError):
+                if unwritable is not None:
+                    outcome.unsaved = unwritable.unsaved + outcome.unsaved
+                unwritable = outcome
             else:
                 result.merge(outcome)
-        if full is not None:
-            full.result = result
-            raise full
+        if unwritable is not None:
+            unwritable.result = result
+            raise unwritable
         return result
 
     def push_minute_snapshots(self, records: Sequence[pb.MinuteSnapshot]) -> PushResult:
@@ -202,25 +228,57 @@ class IngestClient:
         return self.push("product_events", records)
 
     def flush_spool(self) -> PushResult:
-        """Deliver spooled batches oldest first; stops at the first that still cannot be delivered."""
+        """Deliver the spooled batches that are due, oldest first; stops when the receiver is unreachable."""
+        return self._flush_spool()[0]
+
+    def _flush_spool(self) -> tuple[PushResult, bool]:
+        """(what was delivered, whether the receiver looked unreachable)."""
         result = PushResult()
         if self.spool is None:
-            return result
+            return result, False
         with self._spool_lock:
             for batch in self.spool.batches():
+                if not batch.due():
+                    result.waiting_batches += 1
+                    continue
                 try:
-                    ack = self._send_spooled(batch)
+                    ack = self._call(batch.method, batch.read(), retry=False)
                 except IngestError as refused:
                     if refused.code in CONFIGURATION:
                         raise
                     self.spool.set_aside(batch, str(refused))
                     result.refused_batches += 1
                     continue
-                if ack is None:
-                    break
+                except grpc.RpcError as error:
+                    if error.code() == grpc.StatusCode.UNAVAILABLE:
+                        return result, True
+                    self._spooled_batch_failed(batch, error, result)
+                    continue
                 result.add(ack, 0)
+                if ack.retry_indexes:
+                    self._spool_remainder(batch, ack.retry_indexes)
                 self.spool.remove(batch)
-        return result
+        return result, False
+
+    def _spooled_batch_failed(self, batch: SpooledBatch, error: grpc.RpcError, result: PushResult) -> None:
+        """The receiver answered, but not with an ack for this batch: try it again later, on its own schedule;
+        after ``max_spool_attempts`` set it aside so that it never blocks newer data."""
+        assert self.spool is not None
+        tried = self.spool.record_attempt(batch)
+        if tried.attempts >= self.max_spool_attempts:
+            self.spool.set_aside(
+                tried, f"not delivered after {tried.attempts} tries; last: {error.code().name}: {error.details()}"
+            )
+            result.refused_batches += 1
+        else:
+            result.waiting_batches += 1
+
+    def _spool_remainder(self, batch: SpooledBatch, indexes: Sequence[int]) -> None:
+        """Spool, as a batch of its own, the records of a spooled batch that the receiver had no time for."""
+        assert self.spool is not None
+        kind = KIND_BY_METHOD[batch.method]
+        records = getattr(kind.request.FromString(batch.read()), kind.field)
+        self.spool.put(batch.method, self._request(kind, [records[i] for i in indexes]))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -235,8 +293,8 @@ class IngestClient:
 
     # ------------------------------------------------------------------ internals
 
-    def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes, int]]:
-        """(offset of the first record, serialized request, records) for batches under both limits.
+    def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes, Sequence[Message]]]:
+        """(offset of the first record, serialized request, its records) for batches under both limits.
 
         Takes ``max_batch_records`` at a time and halves a slice only when its request is over
         ``max_batch_bytes`` (sizes are computed in C, not per record in Python). A single record
@@ -252,7 +310,7 @@ class IngestClient:
                 half = len(part) // 2
                 pending += [(offset + half, part[half:]), (offset, part[:half])]
                 continue
-            yield offset, request, len(part)
+            yield offset, request, part
 
     @staticmethod
     def _request(spec: Kind, records: Sequence[Message]) -> bytes:
@@ -260,32 +318,49 @@ class IngestClient:
         getattr(request, spec.field).extend(records)
         return request.SerializeToString()
 
-    def _call(self, method: str, payload: bytes) -> pb.IngestAck:
+    def _call(self, method: str, payload: bytes, *, retry: bool = True) -> pb.IngestAck:
+        call = self._calls[method]
         try:
-            response = self._retry(self._calls[method], payload, timeout=self.timeout, metadata=self._metadata)
+            if retry:
+                response = self._retry(call, payload, timeout=self.timeout, metadata=self._metadata)
+            else:
+                response = call(payload, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             if _transient(error):
                 raise
             raise IngestError(error.code(), error.details() or "") from None
         return response.ack
 
-    def _deliver(self, spec: Kind, offset: int, payload: bytes, down: threading.Event) -> PushResult:
+    def _deliver(
+        self,
+        spec: Kind,
+        positions: Sequence[int],
+        payload: bytes,
+        records: Sequence[Message],
+        down: threading.Event,
+    ) -> PushResult:
+        """Send one batch (``positions``: the pushed index of each of its ``records``); records the receiver had
+        no time for go again in a batch of their own, up to ``RESEND_ROUNDS`` times, then to the spool."""
         result = PushResult()
-        if not down.is_set():
+        for _ in range(RESEND_ROUNDS):
+            if down.is_set():
+                break
             try:
-                result.add(self._call(spec.method, payload), offset)
-                return result
+                ack = self._call(spec.method, payload)
             except grpc.RpcError:
                 if self.spool is None:
                     raise
                 down.set()
-        assert self.spool is not None
+                break
+            result.add(ack, positions)
+            if not ack.retry_indexes:
+                return result
+            positions = [positions[i] for i in ack.retry_indexes]
+            records = [records[i] for i in ack.retry_indexes]
+            payload = self._request(spec, records)
+        if self.spool is None:
+            result.deferred += positions
+            return result
         self.spool.put(spec.method, payload)
         result.spooled_batches += 1
         return result
-
-    def _send_spooled(self, batch: SpooledBatch) -> pb.IngestAck | None:
-        try:
-            return self._call(batch.method, batch.read())
-        except grpc.RpcError:
-            return None

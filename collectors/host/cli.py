@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if not token:
             print("telemetry-host-collector: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS)", file=sys.stderr)
             return 2
-        client = IngestClient(args.target, token, spool_dir=args.spool_dir)
+        try:
+            client = IngestClient(args.target, token, spool_dir=args.spool_dir)
+        except ValueError as error:
+            print(f"telemetry-host-collector: {error}", file=sys.stderr)
+            return 2
 
         def send(records: list[pb.HostMinute]):
             result = client.push_host_minutes(records)
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"accepted {push.accepted}, "
         f"duplicates {push.duplicates}, rejected {push.rejected}, spooled batches {push.spooled_batches}"
         + (
-            f"; NOT SAVED (spool disk full): {stats.held} held, {stats.dropped} given up"
+            f"; NOT SAVED (the spool could not be written): {stats.held} held, {stats.dropped} given up"
             if stats.held or stats.dropped
             else ""
         ),

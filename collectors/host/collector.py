@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collectors.client import PushResult
-from collectors.client.spool import SpoolFullError
+from collectors.client.spool import SpoolWriteError
 from collectors.host.exposition import CurrentValues
 from collectors.host.rollup import MinuteRollup
 from collectors.host.sampler import HostSampler
@@ -65,7 +65,7 @@ class HostCollector:
         batch = self.held + records
         try:
             result = self.send(batch)
-        except SpoolFullError as full:
+        except SpoolWriteError as full:
             if isinstance(full.result, PushResult):
                 self.stats.push.merge(full.result)
             self._hold([batch[offset + i] for offset, count in full.unsaved for i in range(count)], full)
@@ -78,7 +78,7 @@ class HostCollector:
             for index, reason in result.rejects:
                 log.error("record for %s refused: %s", batch[index].minute.ToDatetime(), reason)
 
-    def _hold(self, unsaved: list[pb.HostMinute], error: SpoolFullError) -> None:
+    def _hold(self, unsaved: list[pb.HostMinute], error: SpoolWriteError) -> None:
         over = len(unsaved) - self.max_held
         if over > 0:
             log.error("%d held record(s) given up: more than %d are waiting for the spool", over, self.max_held)

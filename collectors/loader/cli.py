@@ -13,10 +13,9 @@ import psycopg
 from pydantic import ValidationError
 
 from collectors.client import IngestClient
-from collectors.config import Settings, sender_token
+from collectors.config import Settings, database_url_override, describe, sender_token
 from collectors.loader import sinks
 from collectors.loader.loader import DEFAULT_BATCH_LINES, PARALLEL_MIN_BYTES, FileReport, load_file, worker_pool
-from collectors.receiver.cli import describe
 
 PROG = "telemetry-load-events"
 SHOWN_REJECTS = 10
@@ -42,9 +41,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("files", nargs="+", type=Path, help="JSON Lines files (.jsonl or .jsonl.gz)")
     parser.add_argument("--target", help="receiver host:port; send through the receiver instead of COPY")
-    parser.add_argument(
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
         "--database-url",
-        help="warehouse URL [TELEMETRY_DATABASE_URL]; with --target it is used only to store refused lines",
+        help="warehouse URL [TELEMETRY_DATABASE_URL]; with --target it is used only to store refused lines. "
+        "A password here is visible in `ps`: prefer the variable or --database-url-file",
+    )
+    database.add_argument(
+        "--database-url-file", type=Path, help="read the warehouse URL from this file [TELEMETRY_DATABASE_URL_FILE]"
     )
     parser.add_argument("--strict", action="store_true", help="stop at the first invalid line; land nothing of it")
     parser.add_argument("--dry-run", action="store_true", help="validate only; land nothing")
@@ -90,7 +94,7 @@ def print_report(report: FileReport, quiet: bool) -> None:
         print(f"  ... and {report.rejected - SHOWN_REJECTS} more (see raw.rejects)", file=sys.stderr)
 
 
-def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
+def make_sink(args: argparse.Namespace, settings: Settings, database_url: str | None) -> sinks.Sink:
     user = {"default_user_id": args.default_user_id}
     if args.dry_run:
         return sinks.ValidationSink(settings, **user)
@@ -98,22 +102,32 @@ def make_sink(args: argparse.Namespace, settings: Settings) -> sinks.Sink:
         token = sender_token()
         if not token:
             raise SystemExit(f"{PROG}: set TELEMETRY_TOKEN (or TELEMETRY_INGEST_TOKENS) to use --target")
-        rejects_url = args.database_url or os.environ.get("TELEMETRY_DATABASE_URL")
+        has_own_url = (
+            database_url or os.environ.get("TELEMETRY_DATABASE_URL") or os.environ.get("TELEMETRY_DATABASE_URL_FILE")
+        )
+        rejects_url = database_url or (settings.database_url if has_own_url else None)
         return sinks.ReceiverSink(IngestClient(args.target, token), rejects_url, settings, **user)
-    return sinks.DatabaseSink(args.database_url or settings.database_url, settings, **user)
+    return sinks.DatabaseSink(database_url or settings.database_url, settings, **user)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = Settings()
+        database_url = database_url_override(args, PROG)
     except ValidationError as error:
         print(f"{PROG}: invalid configuration:\n{describe(error)}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
         return 2
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
 
     try:
-        sink = make_sink(args, settings)
+        sink = make_sink(args, settings, database_url)
+    except ValueError as error:  # e.g. a token gRPC cannot send
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 2
     except psycopg.OperationalError as error:
         print(f"{PROG}: cannot connect to the warehouse: {error}", file=sys.stderr)
         return 1
@@ -121,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     reports: list[FileReport] = []
     large = any(path.stat().st_size >= PARALLEL_MIN_BYTES for path in args.files)
     pool = worker_pool(args.workers) if args.workers and large else None
-    options = {"batch_lines": args.batch_lines, "pool": pool, "window": 2 * max(1, args.workers)}
+    options = {
+        "batch_lines": args.batch_lines,
+        "pool": pool,
+        "window": 2 * max(1, args.workers),
+        "max_line_bytes": settings.max_line_bytes,
+    }
     try:
         for path in args.files:
             if args.strict and args.target and not args.dry_run:
@@ -155,3 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 1 if any(r.stopped for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

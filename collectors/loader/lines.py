@@ -2,8 +2,10 @@
 
 This is only the JSON side (syntax, field types, ISO 8601 timestamps, the
 derived event id). The record rules every sender shares (lengths, retention,
-future timestamps, payload size) are the receiver's ``records.event_row``,
-applied afterwards to the parsed event, so the loader and the receiver cannot drift.
+future timestamps, the payload's JSON) are the receiver's ``records.event_row``,
+applied afterwards to the parsed event, so the loader and the receiver cannot drift:
+the payload is kept as the text the line holds, exactly as a sender would put it in
+``payload_json``, and judged by the same rule.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver.records import SCHEMA_VERSION
+from collectors.receiver.records import MAX_JSON_DEPTH, SCHEMA_VERSION, canonical_json, nests_too_deep
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -39,9 +40,21 @@ def parse_timestamp(value: str) -> dt.datetime:
 
 def derived_event_id(fields: tuple[str, ...]) -> str:
     """A stable id for a line without one: SHA-256 of what is stored of it (timestamp in UTC, payload with
-    sorted keys), so the same event written twice, even with another key order, spacing or time zone
-    offset, gets the same id and loading a file again adds nothing."""
+    sorted keys and its numbers as written), so the same event written twice, even with another key order,
+    spacing or time zone offset, gets the same id and loading a file again adds nothing."""
     return "jsonl-" + hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:32]
+
+
+def _canonical_payload(payload_json: str) -> str:
+    """The payload's canonical text for the derived id; an empty object when absent. A payload that is not JSON
+    is refused by the payload rule afterwards: its id does not matter, so its text stands in."""
+    if not payload_json:
+        return ""
+    try:
+        canonical = canonical_json(payload_json)
+    except (ValueError, RecursionError):
+        return payload_json
+    return "" if canonical == "{}" else canonical
 
 
 @dataclass(slots=True)
@@ -88,14 +101,13 @@ class EventLine(msgspec.Struct):
     channel: str
     event: str
     timestamp: str
-    payload: dict[str, Any] = {}
+    payload: msgspec.Raw = msgspec.Raw(b"")  # the payload's text, judged by the receiver's payload rule
     event_id: str | int | None = None
     user_id: str | int | None = None
     session_id: str | int | None = None
 
 
 _decode = msgspec.json.Decoder(EventLine).decode
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _MISSING = re.compile(r"Object missing required field `(\w+)`")
 _WRONG_TYPE = re.compile(r"Expected `(.+?)`, got `(\w+)`(?: - at `\$\.(\w+)`)?$")
 _TYPE_NAMES = {"str": "a string", "int | str | null": "a string or a number", "object": "a JSON object"}
@@ -120,14 +132,20 @@ def parse_line(raw: bytes, *, default_user_id: str = "") -> ParsedEvent:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise LineRefused("line is not UTF-8") from None
+    # only the payload may nest, one level below the line: refuse deeper lines the way the payload rule does
+    # (and before the parser's own recursion limit, which would be a crash, not a reason)
+    if nests_too_deep(text, MAX_JSON_DEPTH + 1):
+        raise LineRefused(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         line = _decode(text)
     except msgspec.MsgspecError as error:
         raise LineRefused(_reason(error)) from None
+    except RecursionError:
+        raise LineRefused(f"payload nests deeper than {MAX_JSON_DEPTH} levels") from None
     if line.schema_version != SCHEMA_VERSION:
         raise LineRefused(f"schema_version must be {SCHEMA_VERSION!r}, got {line.schema_version[:64]!r}")
     timestamp = parse_timestamp(line.timestamp)
-    payload_json = _encode_sorted(line.payload).decode() if line.payload else ""
+    payload_json = bytes(line.payload).decode()
     user_id = str(line.user_id) if line.user_id is not None else default_user_id
     if not user_id:
         raise LineRefused("user_id is required (or pass --default-user-id)")
@@ -135,7 +153,7 @@ def parse_line(raw: bytes, *, default_user_id: str = "") -> ParsedEvent:
     event_id = str(line.event_id) if line.event_id is not None else ""
     if not event_id:
         event_id = derived_event_id(
-            (line.channel, line.event, timestamp.isoformat(), user_id, session_id, payload_json)
+            (line.channel, line.event, timestamp.isoformat(), user_id, session_id, _canonical_payload(payload_json))
         )
     delta = timestamp - EPOCH
     return ParsedEvent(

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from collectors.loader.prepare import PreparedBatch
 from collectors.loader.sinks import Sink
-from collectors.loader.source import Chunk, LineSource
+from collectors.loader.source import MAX_LINE_BYTES, Chunk, LineSource
 
 DEFAULT_BATCH_LINES = 2000
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
@@ -86,6 +86,7 @@ def load_file(
     pool: Executor | None = None,
     window: int = 4,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> FileReport:
     """Load one file through ``sink``. With ``strict`` the first invalid line stops the file and nothing of it
     lands (database sink: its transaction rolls back; receiver sink: validate first, see the CLI).
@@ -97,7 +98,7 @@ def load_file(
     bar = tqdm(total=source.size, unit="B", unit_scale=True, desc=Path(path).name, disable=not progress, leave=False)
     try:
         with sink.file(str(path)):
-            for chunk, batch in prepared(sink, source.chunks(batch_lines), pool, window):
+            for chunk, batch in prepared(sink, source.chunks(batch_lines, max_line_bytes), pool, window):
                 report.lines += batch.lines
                 report.blank += batch.blank
                 if strict and batch.rejects:

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import psycopg
-from psycopg import sql
 
 from collectors.client import IngestClient
 from collectors.config import Settings
 from collectors.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
 from collectors.loader.source import Chunk
 from collectors.receiver import records
-from collectors.receiver.writer import BatchWriter, Reject, TableWrite, copy_rows
+from collectors.receiver.writer import BatchWriter, Reject, TableWrite
 from collectors.warehouse.db import connect
 
 
@@ -47,26 +46,17 @@ class Sink(Protocol):
 def rule_bounds(settings: Settings) -> RuleBounds:
     return RuleBounds(
         retention_days=settings.retention.for_table(SOURCE),
+        accounts_retention_days=settings.retention.for_table(records.ACCOUNTS_CREATED.table),
         max_future_seconds=settings.max_future_seconds,
         max_payload_bytes=settings.max_payload_bytes,
+        max_line_bytes=settings.max_line_bytes,
         privacy=records.Privacy.from_settings(settings),
     )
 
 
-class OriginalLine:
-    """Stands in for a protobuf record in the writer so a refused line is stored as the bytes of the file."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-
-    def SerializeToString(self) -> bytes:
-        return self.raw
-
-
-class ChunkOriginals:
-    """The writer's per-row ``messages`` for a batch, made only for the rows it refuses (rarely)."""
+class ChunkLines:
+    """The writer's per-row ``messages`` of a batch: the line numbers; a refused row's line is read from the
+    chunk only then (rarely)."""
 
     def __init__(self, chunk: Chunk, numbers: list[int], bounds: RuleBounds) -> None:
         self.chunk = chunk
@@ -76,8 +66,11 @@ class ChunkOriginals:
     def __len__(self) -> int:
         return len(self.numbers)
 
-    def __getitem__(self, i: int) -> OriginalLine:
-        return OriginalLine(self.bounds.kept_line(self.chunk.line(self.numbers[i])))
+    def __getitem__(self, i: int) -> int:
+        return self.numbers[i]
+
+    def keep(self, number: int) -> records.Kept:
+        return self.bounds.kept_line(self.chunk.line(number))
 
 
 class _OneConnection:
@@ -99,7 +92,7 @@ class DatabaseSink:
         self.bounds = rule_bounds(settings)
         self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=self.bounds)
         self.conn = connect(database_url, autocommit=True)
-        self.writer = BatchWriter(_OneConnection(self.conn))
+        self.writer = BatchWriter(_OneConnection(self.conn), max_reject_bytes=settings.max_reject_bytes)
         self.file_name: str | None = None
 
     @contextmanager
@@ -113,22 +106,17 @@ class DatabaseSink:
             self.file_name = None
 
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
-        lines = batch.event_lines
-        events = TableWrite(records.PRODUCT_EVENTS, batch.event_rows, lines, ChunkOriginals(chunk, lines, self.bounds))  # type: ignore[arg-type]
-        accounts = TableWrite(
-            records.ACCOUNTS_CREATED,
-            batch.account_rows,
-            batch.account_lines,
-            ChunkOriginals(chunk, batch.account_lines, self.bounds),  # type: ignore[arg-type]
+        writes = []
+        for spec, rows, lines in (
+            (records.PRODUCT_EVENTS, batch.event_rows, batch.event_lines),
+            (records.ACCOUNTS_CREATED, batch.account_rows, batch.account_lines),
+        ):
+            originals = ChunkLines(chunk, lines, self.bounds)
+            writes.append(TableWrite(spec, rows, lines, originals, originals.keep))  # type: ignore[arg-type]
+        refused = [Reject.of(number, reason, kept) for number, reason, kept in batch.rejects]
+        outcome = self.writer.write(
+            SOURCE, batch.batch_id, writes, refused, conflicts=batch.conflicts, file_name=self.file_name
         )
-        refused = [Reject(number, reason, raw) for number, reason, raw in batch.rejects]
-        outcome = self.writer.write(SOURCE, batch.batch_id, [events, accounts], refused)
-        if outcome.rejects:
-            self.conn.execute(
-                "update raw.rejects set file_name = %s, line_number = record_index"
-                " where batch_id = %s and file_name is null",
-                (self.file_name, batch.batch_id),
-            )
         table = outcome.tables[SOURCE]
         return BatchReport(table.accepted, table.duplicates, sorted((r.index, r.reason) for r in outcome.rejects))
 
@@ -158,6 +146,11 @@ class ReceiverSink:
         self.prepare = functools.partial(prepare_events, default_user_id=default_user_id, bounds=rule_bounds(settings))
         self.client = client
         self.conn = connect(rejects_database_url, autocommit=True) if rejects_database_url else None
+        self.writer = (
+            BatchWriter(_OneConnection(self.conn), max_reject_bytes=settings.max_reject_bytes)
+            if self.conn is not None
+            else None
+        )
         self.file_name: str | None = None
 
     @contextmanager
@@ -170,14 +163,9 @@ class ReceiverSink:
 
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
         report = BatchReport(rejects=[(number, reason) for number, reason, _ in batch.rejects])
-        if batch.rejects and self.conn is not None:
-            with self.conn.cursor() as cur:
-                copy_rows(
-                    cur,
-                    sql.SQL("raw.rejects"),
-                    ("source", "reason", "record", "record_index", "file_name", "line_number"),
-                    ((SOURCE, reason, raw, number, self.file_name, number) for number, reason, raw in batch.rejects),
-                )
+        if batch.rejects and self.writer is not None:
+            refused = [Reject.of(number, reason, kept) for number, reason, kept in batch.rejects]
+            self.writer.write(SOURCE, batch.batch_id, [], refused, file_name=self.file_name)
         if batch.events:
             result = self.client.push_product_events([event.to_proto() for event in batch.events])
             report.accepted, report.duplicates = result.accepted, result.duplicates

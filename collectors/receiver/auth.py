@@ -1,4 +1,8 @@
-"""Bearer-token authentication of every ingest call (health checks are open)."""
+"""Bearer-token authentication of every ingest call (health checks are open).
+
+A refused call is answered at once, before its request is read: the refusal is a handler that never waits for
+the body, so calls without a valid token cannot hold anything of the receiver while they dawdle.
+"""
 
 from __future__ import annotations
 
@@ -20,25 +24,33 @@ def token_matches(presented: str, tokens: list[str]) -> bool:
     return matched
 
 
-class BearerTokenInterceptor(grpc.ServerInterceptor):
+def bearer_token(header: str) -> str | None:
+    """The token of an ``authorization`` value ``Bearer <token>`` (scheme in any case), else None."""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _refuse(_requests: object, context: grpc.aio.ServicerContext) -> None:
+    metrics.UNAUTHENTICATED.inc()
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls without ``authorization: Bearer <token>`` naming a configured token: UNAUTHENTICATED."""
 
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self, tokens: list[str], open_prefixes: tuple[str, ...] = OPEN_PREFIXES) -> None:
         if not tokens:
             raise ValueError("no ingest token configured: set TELEMETRY_INGEST_TOKENS")
         self._tokens = list(tokens)
+        self._open = open_prefixes
+        # a request-streaming handler is called before any message arrives, so it can refuse without reading one
+        self._refusal = grpc.stream_unary_rpc_method_handler(_refuse)
 
-        def refuse(_request, context: grpc.ServicerContext):
-            metrics.UNAUTHENTICATED.inc()
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
-
-        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
-
-    def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(OPEN_PREFIXES):
-            return continuation(handler_call_details)
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(self._open):
+            return await continuation(handler_call_details)
         header = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token_matches(token.strip(), self._tokens):
-            return continuation(handler_call_details)
+        token = bearer_token(header)
+        if token and token_matches(token, self._tokens):
+            return await continuation(handler_call_details)
         return self._refusal

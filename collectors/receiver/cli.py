@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -11,12 +13,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from collectors.config import Settings
+from collectors.config import Settings, database_url_override, describe
+
+PROG = "telemetry-receiver"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="telemetry-receiver",
+        prog=PROG,
         description=(
             "Receive telemetry batches over gRPC (service telemetry.v1.TelemetryIngest) and land them in "
             "PostgreSQL raw.*, acknowledging each batch after its transaction commits. Every option also "
@@ -24,11 +28,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--listen", help="host:port to serve gRPC on [TELEMETRY_LISTEN, default 127.0.0.1:50051]")
-    parser.add_argument(
-        "--database-url", help="warehouse URL [TELEMETRY_INGEST_DATABASE_URL or TELEMETRY_DATABASE_URL]"
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
+        "--database-url",
+        help="warehouse URL [TELEMETRY_INGEST_DATABASE_URL or TELEMETRY_DATABASE_URL]; a password here is "
+        "visible in `ps`: prefer the variables or --database-url-file",
+    )
+    database.add_argument(
+        "--database-url-file",
+        type=Path,
+        help="read the warehouse URL from this file [TELEMETRY_INGEST_DATABASE_URL_FILE]",
     )
     parser.add_argument(
         "--metrics-port", type=int, help="Prometheus /metrics port, 0 = off [TELEMETRY_METRICS_PORT, 9464]"
+    )
+    parser.add_argument(
+        "--metrics-addr", help="address of /metrics, 0.0.0.0 for every interface [TELEMETRY_METRICS_ADDR, 127.0.0.1]"
     )
     parser.add_argument(
         "--workers", type=int, help="concurrent batches (threads and connections) [TELEMETRY_WORKERS, 8]"
@@ -42,45 +57,60 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="migrate the schema and create partitions before serving (needs an owner role, not the ingest role)",
     )
-    parser.epilog = "Tokens are read only from TELEMETRY_INGEST_TOKENS (comma-separated), never from flags."
+    parser.epilog = (
+        "Tokens are read only from TELEMETRY_INGEST_TOKENS (comma-separated) or the file "
+        "TELEMETRY_INGEST_TOKENS_FILE names, never from flags."
+    )
     return parser.parse_args(argv)
 
 
-def describe(error: ValidationError) -> str:
-    """A settings error without the values given: they may be secrets (a token, a salt, a password in a URL)."""
-    return "\n".join(
-        f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors(include_input=False)
-    )
+def say(message: str, *, error: bool = False) -> None:
+    """Print a line for the operator; a full or broken log disk must never stop the service (a stream that
+    cannot be written is replaced by /dev/null, or flushing it again at exit would fail the process)."""
+    name = "stderr" if error else "stdout"
+    try:
+        print(message, file=getattr(sys, name), flush=True)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {
-        "listen": args.listen,
-        "ingest_database_url": args.database_url,
-        "metrics_port": args.metrics_port,
-        "workers": args.workers,
-        "tls_cert_file": args.tls_cert,
-        "tls_key_file": args.tls_key,
-    }
     try:
+        overrides = {
+            "listen": args.listen,
+            "ingest_database_url": database_url_override(args, PROG),
+            "metrics_port": args.metrics_port,
+            "metrics_addr": args.metrics_addr,
+            "workers": args.workers,
+            "tls_cert_file": args.tls_cert,
+            "tls_key_file": args.tls_key,
+        }
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
-        print(f"telemetry-receiver: invalid configuration:\n{describe(error)}", file=sys.stderr)
+        say(f"{PROG}: invalid configuration:\n{describe(error)}", error=True)
+        return 2
+    except ValueError as error:
+        say(f"{PROG}: {error}", error=True)
         return 2
     if not settings.token_list():
-        print("telemetry-receiver: set TELEMETRY_INGEST_TOKENS to at least one bearer token", file=sys.stderr)
+        say(f"{PROG}: set TELEMETRY_INGEST_TOKENS to at least one bearer token", error=True)
         return 2
     if args.prepare_database:
         from collectors.warehouse.maintenance import prepare_database
 
         prepare_database(settings)
 
-    from collectors.receiver.server import Receiver
+    from collectors.receiver.server import Receiver, ReceiverConfigError
 
-    receiver = Receiver(settings).start()
-    print(f"telemetry-receiver: serving on port {receiver.port}", flush=True)
+    try:
+        receiver = Receiver(settings).start()
+    except ReceiverConfigError as error:
+        say(f"{PROG}: {error}", error=True)
+        return 2
+    say(f"{PROG}: serving on port {receiver.port}")
 
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger(__name__).info("signal %s: finishing in-flight batches", signal.Signals(signum).name)

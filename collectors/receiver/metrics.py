@@ -1,15 +1,16 @@
 """The receiver's own counters, served on the Prometheus /metrics endpoint."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 BATCHES = Counter(
     "telemetry_receiver_batches",
-    "Batches received, by raw table and outcome (stored, empty, malformed, too_large, unavailable, failed)",
+    "Batches received, by raw table and outcome (stored, empty, malformed, too_large, not_received, unavailable, "
+    "failed)",
     ["source", "outcome"],
 )
 RECORDS = Counter(
     "telemetry_receiver_records",
-    "Records in stored batches, by raw table and outcome (accepted, duplicate, rejected)",
+    "Records in stored batches, by raw table and outcome (accepted, duplicate, rejected, deferred)",
     ["source", "outcome"],
 )
 BATCH_SECONDS = Histogram(
@@ -19,3 +20,4 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 UNAUTHENTICATED = Counter("telemetry_receiver_unauthenticated", "Calls refused for a missing or wrong token")
+INFLIGHT_BYTES = Gauge("telemetry_receiver_inflight_bytes", "Request bytes being parsed and written now")

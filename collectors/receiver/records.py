@@ -18,6 +18,8 @@ import hmac
 import itertools
 import json
 import math
+import operator
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ MAX_BATTLE_IDS = 20_000
 MAX_CORES = 4096
 MAX_HISTOGRAM_BUCKETS = 8192
 MAX_TOPICS_BYTES = 4096
+MAX_JSON_DEPTH = 100  # arrays and objects in a payload
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 # raw.message_samples' unique index holds receiver_public_key and message_id; btree refuses index rows over
@@ -48,16 +51,27 @@ class RecordRefused(ValueError):
 @dataclass(frozen=True)
 class TableSpec:
     """A raw table as COPY writes it: columns in row order, their PostgreSQL types (for binary COPY;
-    ``batch_id`` must then be a ``uuid.UUID``) and the partition column."""
+    ``batch_id`` must then be a ``uuid.UUID``), the partition column and the natural key (the columns of the
+    table's unique constraint, partition column included)."""
 
     table: str
     columns: tuple[str, ...]
     partition_column: str
     types: tuple[str, ...]
+    key: tuple[str, ...]
 
     @property
     def partition_index(self) -> int:
         return self.columns.index(self.partition_column)
+
+    @functools.cached_property
+    def key_indexes(self) -> tuple[int, ...]:
+        return tuple(self.columns.index(name) for name in self.key)
+
+    @functools.cached_property
+    def content_indexes(self) -> tuple[int, ...]:
+        """Every column but the batch id: what two copies of one record must agree on."""
+        return tuple(i for i, name in enumerate(self.columns) if name != "batch_id")
 
 
 def _payload_paths(fields: Iterable[str]) -> tuple[tuple[str, ...], ...]:
@@ -118,12 +132,6 @@ class Privacy:
             if parent is not None:
                 parent.pop(path[-1], None)
 
-    def may_hold_excluded(self, text: str | bytes) -> bool:
-        """For text that cannot be parsed: could it hold an excluded key? (The key's name appears in it.)"""
-        if isinstance(text, bytes):
-            return any(path[-1].encode() in text for path in self.payload_exclude)
-        return any(path[-1] in text for path in self.payload_exclude)
-
 
 NO_PRIVACY = Privacy()
 
@@ -137,6 +145,7 @@ class Limits:
     max_future_seconds: int = 300
     max_payload_bytes: int = 16 * 1024
     privacy: Privacy = NO_PRIVACY
+    max_ids_per_list: int = MAX_STATE_LIST
 
     @functools.cached_property
     def earliest(self) -> float:
@@ -203,9 +212,9 @@ def _count(value: int, field: str, high: int = INT32_MAX) -> int:
     return value
 
 
-def _user_ids(values: Sequence[int], field: str) -> list[int]:
-    if len(values) > MAX_STATE_LIST:
-        raise RecordRefused(f"{field} lists more than {MAX_STATE_LIST} users")
+def _user_ids(values: Sequence[int], field: str, limit: int) -> list[int]:
+    if len(values) > limit:
+        raise RecordRefused(f"{field} lists more than {limit} users")
     ids = list(values)
     if ids and min(ids) < 0:
         raise RecordRefused(f"{field} contains a negative user id")
@@ -247,6 +256,7 @@ MINUTE_SNAPSHOTS = TableSpec(
         "text[]",
         "uuid",
     ),
+    key=("server_id", "minute"),
 )
 
 STATES = ("player", "spectator", "lobby", "menu")
@@ -256,11 +266,12 @@ def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: uuid.UUID) ->
     server_id = _text(msg.server_id, "server_id", max_len=128)
     minute = _minute(msg, "minute", limits)
     clients = msg.clients
-    total = _user_ids(clients.total, "clients.total")
+    limit = limits.max_ids_per_list
+    total = _user_ids(clients.total, "clients.total", limit)
     total_set = set(total)
     states = []
     for state in STATES:
-        ids = _user_ids(getattr(clients, state), f"clients.{state}")
+        ids = _user_ids(getattr(clients, state), f"clients.{state}", limit)
         if not total_set.issuperset(ids):
             raise RecordRefused(f"clients.{state} lists users missing from clients.total")
         states.append(ids)
@@ -273,6 +284,10 @@ def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: uuid.UUID) ->
     if len(msg.battle_ids) > MAX_BATTLE_IDS:
         raise RecordRefused(f"battle_ids lists more than {MAX_BATTLE_IDS} battles")
     battle_ids = [_text(b, "battle_ids[]", max_len=128) for b in msg.battle_ids]
+    if len(set(battle_ids)) != len(battle_ids):
+        raise RecordRefused("battle_ids lists a battle more than once")
+    if len(battle_ids) > b_total:
+        raise RecordRefused(f"battle_ids lists {len(battle_ids)} battles but battles.total is {b_total}")
     return (
         server_id,
         minute,
@@ -302,6 +317,7 @@ MESSAGE_SAMPLES = TableSpec(
     ),
     partition_column="sent_at",
     types=("text", "text", "text", "timestamptz", "bytea", "text", "timestamptz", "uuid"),
+    key=("receiver_public_key", "message_id", "sent_at"),
 )
 
 
@@ -352,6 +368,15 @@ HOST_METRIC_FIELDS: tuple[tuple[str, float], ...] = (
     ("net_recv_packets_per_s", math.inf),
     ("net_sent_packets_per_s", math.inf),
 )
+HOST_METRIC_NAMES = tuple(name for name, _ in HOST_METRIC_FIELDS)
+# (at least, at most): a maximum below its average, or more memory used or free than there is, is not a reading
+HOST_METRIC_ORDER = (
+    ("cpu_percent_max", "cpu_percent"),
+    ("memory_percent_max", "memory_percent"),
+    ("memory_total_bytes", "memory_used_bytes"),
+    ("memory_total_bytes", "memory_free_bytes"),
+)
+ORDER_SLACK = 1e-9  # an average of equal samples can exceed their maximum by float rounding
 HISTOGRAM_FIELDS = ("tick_duration_ms", "player_ping_ms", "packet_latency_ms")
 SERVER_FIELDS = ("tick_rate", "connections", "players", "entities", "packet_loss_percent")
 
@@ -385,6 +410,7 @@ HOST_MINUTES = TableSpec(
         "float8",
         "uuid",
     ),
+    key=("host_id", "minute"),
 )
 
 
@@ -405,6 +431,8 @@ def histogram_json(h: pb.LogHistogram, field: str) -> str:
             raise RecordRefused(f"{field}.{name} is not a finite number")
     if not counts and not h.zero_count:
         raise RecordRefused(f"{field} is empty")
+    if h.min > h.max:
+        raise RecordRefused(f"{field}: min {h.min} is greater than max {h.max}")
     return json.dumps({"i": index, "c": counts, "z": h.zero_count, "sum": h.sum, "min": h.min, "max": h.max})
 
 
@@ -415,6 +443,10 @@ def host_row(msg: pb.HostMinute, limits: Limits, batch_id: uuid.UUID) -> tuple:
         raise RecordRefused(f"cpu_percent_per_core lists more than {MAX_CORES} cores")
     per_core = [_number(v, "cpu_percent_per_core[]", high=100.0) for v in msg.cpu_percent_per_core]
     metrics = [_number(getattr(msg, name), name, high=high) for name, high in HOST_METRIC_FIELDS]
+    named = dict(zip(HOST_METRIC_NAMES, metrics, strict=True))
+    for high, low in HOST_METRIC_ORDER:
+        if named[high] < named[low] - ORDER_SLACK:
+            raise RecordRefused(f"{high}={named[high]} is less than {low}={named[low]}")
     if msg.HasField("server"):
         s = msg.server
         histograms = [histogram_json(getattr(s, f), f) if s.HasField(f) else None for f in HISTOGRAM_FIELDS]
@@ -457,6 +489,7 @@ PRODUCT_EVENTS = TableSpec(
     ),
     partition_column="timestamp",
     types=("text", "text", "text", "text", "timestamptz", "text", "text", "jsonb", "uuid"),
+    key=("event_id", "timestamp"),
 )
 
 ACCOUNTS_CREATED = TableSpec(
@@ -464,6 +497,7 @@ ACCOUNTS_CREATED = TableSpec(
     columns=("event_id", "user_id", "created_at", "batch_id"),
     partition_column="created_at",
     types=("text", "text", "timestamptz", "uuid"),
+    key=("event_id", "created_at"),
 )
 
 
@@ -471,20 +505,66 @@ def _reject_constant(name: str) -> float:
     raise RecordRefused(f"payload contains {name}, which is not JSON")
 
 
-_PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # built once: it is on the hot path
-# re-encoding after removing fields keeps every number as it was written (1.10, 1e400, 2**70)
-_EXACT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=decimal.Decimal)
+def _number_text(text: str) -> str:
+    """Integers are only validated, never used: keeping their text avoids Python's 4,300-digit int limit, which
+    PostgreSQL's jsonb does not have."""
+    return text
+
+
+# built once: they are on the hot path
+_PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_number_text)
+# re-encoding after removing fields keeps every number as it was written (1.10, 1e400, 2**70, 5,000 digits)
+_EXACT_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=decimal.Decimal, parse_int=decimal.Decimal
+)
 _EXACT_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_EXACT_SORTED_ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
+# \u0000 escapes a NUL (which jsonb refuses) only when its backslash is not itself escaped
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in the JSON ``text`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub('""', text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def nests_too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    # counting brackets first keeps the exact scan off the hot path
+    return text.count("{") + text.count("[") > limit and json_depth(text) > limit
+
+
+_FAST_EXACT_DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
+
+
+def canonical_json(text: str | bytes) -> str:
+    """One spelling of a JSON value: keys sorted, no spaces, every number exactly as written (for derived ids).
+
+    Raises ValueError when ``text`` is not JSON."""
+    try:
+        value = _FAST_EXACT_DECODER.decode(text)
+    except msgspec.DecodeError:  # integers beyond 64 bits, or not JSON at all
+        value = _EXACT_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+    return _EXACT_SORTED_ENCODER.encode(value).decode()
 
 
 def without_excluded(text: str | bytes, privacy: Privacy, under: str | None = None) -> str | bytes | None:
     """The JSON object ``text`` with the excluded payload fields removed (the payload is ``text`` itself, or its
-    member ``under``); ``text`` itself when there is nothing to remove; None when it cannot be parsed and may
-    hold an excluded field, so that nothing of it should be kept."""
+    member ``under``); ``text`` itself when there is nothing to remove; None when it cannot be parsed (it might
+    hold an excluded field under any spelling, ``\\u`` escapes included) or cannot be re-encoded, so that nothing
+    of it should be kept."""
     try:
         value = _EXACT_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
     except (ValueError, RecursionError):  # RecordRefused and UnicodeDecodeError are ValueErrors
-        return None if privacy.may_hold_excluded(text) else text
+        return None
     payload = value.get(under) if under is not None and isinstance(value, dict) else value
     if not isinstance(payload, dict) or not privacy.has_excluded(payload):
         return text
@@ -500,10 +580,12 @@ def payload_json(text: str, max_bytes: int, privacy: Privacy = NO_PRIVACY) -> st
     """Validate a JSON object payload; returns the text to store (without the fields ``privacy`` excludes)."""
     if not text:
         return "{}"
-    if len(text.encode()) > max_bytes:
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
         raise RecordRefused(f"payload is larger than {max_bytes} bytes")
-    if "\x00" in text or "\\u0000" in text:
+    if "\x00" in text or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
         raise RecordRefused("payload contains a NUL character")
+    if nests_too_deep(text):
+        raise RecordRefused(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = _PAYLOAD_DECODER.decode(text)
     except (ValueError, RecursionError) as error:
@@ -550,24 +632,66 @@ RowBuilder = Callable[[object, Limits, uuid.UUID], tuple]
 
 # --------------------------------------------------------------------------- what is kept of refused records
 
+WITHHELD_NOTE = (
+    "payload withheld from this reject: it could not be parsed while payload field exclusions are configured "
+    "(record_sha256 is the hash of the record as sent)"
+)
 
-def kept_bytes(msg: object, privacy: Privacy) -> bytes:
-    """The bytes of a refused record stored in raw.rejects: the record as sent, with the receiver key hashed and
-    excluded payload fields removed; a payload that cannot be cleaned (not JSON, yet naming an excluded field)
-    is left out."""
+
+@dataclass(frozen=True)
+class Kept:
+    """What raw.rejects keeps of a refused record: ``record``, and when that is not the record as sent (a field
+    withheld), a ``note`` for the reason and the ``sha256``/``size`` of the record as sent."""
+
+    record: bytes
+    note: str = ""
+    sha256: str | None = None
+    size: int | None = None
+
+    @classmethod
+    def withheld(cls, kept: bytes, original: bytes) -> Kept:
+        return cls(kept, WITHHELD_NOTE, hashlib.sha256(original).hexdigest(), len(original))
+
+
+def kept_record(msg: object, privacy: Privacy) -> Kept:
+    """The refused protobuf record as raw.rejects keeps it: as sent, with the receiver key hashed and excluded
+    payload fields removed; a payload that cannot be cleaned (unparseable while exclusions are configured) is
+    withheld."""
     if not privacy.active:
-        return msg.SerializeToString()  # type: ignore[attr-defined]
+        return Kept(msg.SerializeToString())  # type: ignore[attr-defined]
     if isinstance(msg, pb.MessageSample) and privacy.receiver_key_salt is not None and msg.receiver_public_key:
         copy = pb.MessageSample()
         copy.CopyFrom(msg)
         copy.receiver_public_key = privacy.receiver_key(msg.receiver_public_key)
-        return copy.SerializeToString()
+        return Kept(copy.SerializeToString())
     if isinstance(msg, pb.ProductEvent) and privacy.payload_exclude and msg.payload_json:
-        text = msg.payload_json
-        cleaned = without_excluded(text, privacy)
-        if cleaned is not text:
+        cleaned = without_excluded(msg.payload_json, privacy)
+        if cleaned is not msg.payload_json:
             copy = pb.ProductEvent()
             copy.CopyFrom(msg)
             copy.payload_json = cleaned or ""  # type: ignore[assignment]
-            return copy.SerializeToString()
-    return msg.SerializeToString()  # type: ignore[attr-defined]
+            if cleaned is None:
+                return Kept.withheld(copy.SerializeToString(), msg.SerializeToString())
+            return Kept(copy.SerializeToString())
+    return Kept(msg.SerializeToString())  # type: ignore[attr-defined]
+
+
+def conflict_reason(spec: TableSpec, first: int, unit: str = "record") -> str:
+    return (
+        f"conflicting duplicate: {unit} {first} of this batch has the same natural key "
+        f"({', '.join(spec.key)}) with other contents; the first one was kept"
+    )
+
+
+def conflicting_rows(spec: TableSpec, rows: Sequence[tuple]) -> list[tuple[int, int]]:
+    """(position, position of the first) of each row whose natural key an earlier row of ``rows`` has, with other
+    contents: a conflicting duplicate. Copies that agree are left alone: they collapse when they land."""
+    key_of = operator.itemgetter(*spec.key_indexes)
+    content_of = operator.itemgetter(*spec.content_indexes)
+    first: dict[object, int] = {}
+    conflicts = []
+    for position, row in enumerate(rows):
+        earlier = first.setdefault(key_of(row), position)
+        if earlier != position and content_of(rows[earlier]) != content_of(row):
+            conflicts.append((position, earlier))
+    return conflicts

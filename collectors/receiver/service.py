@@ -1,16 +1,20 @@
-"""The TelemetryIngest gRPC service: parse, validate, land in one transaction, ack after commit."""
+"""The ingest core every receiver transport shares: parse a batch, validate its records, land it, build the ack.
+
+A transport (the gRPC server, later HTTP) hands a batch to :meth:`IngestService.ingest` in a worker thread and
+maps :class:`BatchRefused` to its own status codes. Nothing here knows about gRPC or sockets.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import grpc
 import psycopg
 from google.protobuf.message import DecodeError, Message
 
@@ -23,6 +27,24 @@ from collectors.receiver.writer import BatchWriter, Reject, TableWrite
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "telemetry.v1.TelemetryIngest"
+
+
+class Refusal(enum.Enum):
+    """Why a whole batch was refused; each transport has its status code for each."""
+
+    MALFORMED = "malformed"
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+
+
+class BatchRefused(Exception):
+    """Nothing of the batch was stored; ``str(error)`` says why in words a sender can act on."""
+
+    def __init__(self, refusal: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -81,51 +103,81 @@ def _batch_id(requested: str) -> str:
         return str(uuid.uuid4())
 
 
+@dataclass
+class Validated:
+    """A batch after the record rules: what to write, what was refused, how many of those were conflicts."""
+
+    writes: list[TableWrite]
+    rejects: list[Reject]
+    conflicts: int = 0
+
+
 class IngestService:
-    """Turns one request into table writes and an ack; the gRPC plumbing lives in :func:`generic_handler`."""
+    """Validates and lands batches; thread-safe (one call per worker thread)."""
 
     def __init__(self, writer: BatchWriter, settings: Settings) -> None:
         self.writer = writer
         self.settings = settings
         self.privacy = Privacy.from_settings(settings)
-        self.kept_bytes = functools.partial(records.kept_bytes, privacy=self.privacy)
+        self.keep = functools.partial(records.kept_record, privacy=self.privacy)
 
-    def handle(self, endpoint: Endpoint, payload: bytes, context: grpc.ServicerContext) -> bytes:
-        """One batch. Oversized requests never get here: the server's max_receive_message_length
-        answers them with RESOURCE_EXHAUSTED."""
-        started = time.perf_counter()
+    def limits(self, table: str, now: dt.datetime) -> Limits:
+        s = self.settings
+        return Limits(
+            now=now,
+            retention_days=s.retention.for_table(table),
+            max_future_seconds=s.max_future_seconds,
+            max_payload_bytes=s.max_payload_bytes,
+            privacy=self.privacy,
+            max_ids_per_list=s.max_ids_per_list,
+        )
+
+    def ingest(self, endpoint: Endpoint, payload: bytes, *, deadline: float | None = None) -> pb.IngestAck:
+        """One serialized request: parse, validate, land; the ack once committed. Raises :class:`BatchRefused`."""
         source = endpoint.spec.table
         request = endpoint.request()
         try:
             request.ParseFromString(payload)
         except DecodeError as error:
             metrics.BATCHES.labels(source, "malformed").inc()
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request is not a valid {endpoint.request.__name__}: {error}",
-            )
-        items = getattr(request, endpoint.field)
+            raise BatchRefused(
+                Refusal.MALFORMED, f"request is not a valid {endpoint.request.__name__}: {error}"
+            ) from None
+        return self.ingest_records(endpoint, getattr(request, endpoint.field), request.batch_id, deadline=deadline)
+
+    def ingest_records(
+        self, endpoint: Endpoint, items: Sequence[Message], batch_id: str, *, deadline: float | None = None
+    ) -> pb.IngestAck:
+        started = time.perf_counter()
+        source = endpoint.spec.table
         if not items:
             metrics.BATCHES.labels(source, "empty").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"empty batch: send at least one of `{endpoint.field}`")
+            raise BatchRefused(Refusal.EMPTY, f"empty batch: send at least one of `{endpoint.field}`")
         if len(items) > self.settings.max_batch_records:
             metrics.BATCHES.labels(source, "too_large").inc()
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise BatchRefused(
+                Refusal.TOO_LARGE,
                 f"batch of {len(items)} records exceeds the limit of {self.settings.max_batch_records}",
             )
-        batch_id = _batch_id(request.batch_id)
-        writes, rejects = self.validate(endpoint, items, batch_id)
+        batch_id = _batch_id(batch_id)
+        validated = self.validate(endpoint, items, batch_id)
         try:
-            outcome = self.writer.write(source, batch_id, writes, rejects)
+            outcome = self.writer.write(
+                source,
+                batch_id,
+                validated.writes,
+                validated.rejects,
+                deadline=deadline,
+                conflicts=validated.conflicts,
+            )
         except psycopg.OperationalError as error:
             metrics.BATCHES.labels(source, "unavailable").inc()
             log.warning("batch %s not stored, database unavailable: %s", batch_id, error)
-            context.abort(grpc.StatusCode.UNAVAILABLE, "warehouse database unavailable; retry later")
+            raise BatchRefused(Refusal.UNAVAILABLE, "warehouse database unavailable; retry later") from None
         except psycopg.Error as error:
             metrics.BATCHES.labels(source, "failed").inc()
             log.exception("batch %s not stored", batch_id)
-            context.abort(grpc.StatusCode.INTERNAL, f"batch not stored: {type(error).__name__}")
+            raise BatchRefused(Refusal.FAILED, f"batch not stored: {type(error).__name__}") from None
         primary = outcome.tables[source]
         ack = pb.IngestAck(
             accepted=primary.accepted,
@@ -133,25 +185,22 @@ class IngestService:
             rejected=len(outcome.rejects),
             rejects=[pb.RejectedRecord(index=r.index, reason=r.reason) for r in outcome.rejects],
             batch_id=batch_id,
+            retry_indexes=outcome.deferred,
         )
         metrics.BATCHES.labels(source, "stored").inc()
         metrics.RECORDS.labels(source, "accepted").inc(ack.accepted)
         metrics.RECORDS.labels(source, "duplicate").inc(ack.duplicates)
         metrics.RECORDS.labels(source, "rejected").inc(ack.rejected)
+        metrics.RECORDS.labels(source, "deferred").inc(len(outcome.deferred))
         metrics.BATCH_SECONDS.labels(source).observe(time.perf_counter() - started)
-        return endpoint.response(ack=ack).SerializeToString()
+        return ack
 
-    def validate(self, endpoint: Endpoint, items, batch_id: str) -> tuple[list[TableWrite], list[Reject]]:
+    def validate(self, endpoint: Endpoint, items: Sequence[Message], batch_id: str) -> Validated:
         spec = endpoint.spec
-        limits = Limits(
-            now=dt.datetime.now(dt.UTC),
-            retention_days=self.settings.retention.for_table(spec.table),
-            max_future_seconds=self.settings.max_future_seconds,
-            max_payload_bytes=self.settings.max_payload_bytes,
-            privacy=self.privacy,
-        )
-        kept_bytes = self.kept_bytes
-        write = TableWrite(spec, rows=[], indexes=[], messages=[], kept_bytes=kept_bytes)
+        now = dt.datetime.now(dt.UTC)
+        limits = self.limits(spec.table, now)
+        keep = self.keep
+        write = TableWrite(spec, rows=[], indexes=[], messages=[], keep=keep)
         rejects: list[Reject] = []
         to_row = endpoint.to_row
         batch_uuid = uuid.UUID(batch_id)  # rows carry the UUID itself, as binary COPY needs
@@ -159,31 +208,44 @@ class IngestService:
             try:
                 row = to_row(item, limits, batch_uuid)
             except RecordRefused as refused:
-                rejects.append(Reject(index, str(refused), kept_bytes(item)))
+                rejects.append(Reject.of(index, str(refused), keep(item)))
                 continue
             write.rows.append(row)
             write.indexes.append(index)
-            write.messages.append(item)
-        writes = [write]
+            write.messages.append(item)  # type: ignore[attr-defined]
+        conflicts = records.conflicting_rows(spec, write.rows)
+        if conflicts:
+            for position, first in conflicts:
+                rejects.append(write.reject(position, records.conflict_reason(spec, write.indexes[first])))
+            write = write.only(set(write.indexes) - {write.indexes[p] for p, _ in conflicts})
+        validated = Validated([write], rejects, len(conflicts))
         if spec is records.PRODUCT_EVENTS:
-            accounts = TableWrite(records.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[], kept_bytes=kept_bytes)
-            for row, index, item in zip(write.rows, write.indexes, write.messages, strict=True):
-                if records.is_account_created(row):
-                    accounts.rows.append(records.account_row(row))
-                    accounts.indexes.append(index)
-                    accounts.messages.append(item)
-            writes.append(accounts)
-        return writes, rejects
+            self._with_accounts(validated, self.limits(records.ACCOUNTS_CREATED.table, now))
+        validated.rejects.sort(key=lambda r: r.index)
+        return validated
 
-
-def generic_handler(service: IngestService) -> grpc.GenericRpcHandler:
-    """Method handlers that receive raw bytes, so a malformed request is INVALID_ARGUMENT, not INTERNAL."""
-
-    def bind(endpoint: Endpoint) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(
-            lambda payload, context: service.handle(endpoint, payload, context),
-            request_deserializer=None,
-            response_serializer=None,
-        )
-
-    return grpc.method_handlers_generic_handler(SERVICE_NAME, {e.method: bind(e) for e in ENDPOINTS})
+    @staticmethod
+    def _with_accounts(validated: Validated, limits: Limits) -> None:
+        """Add the raw.accounts_created rows of the batch's ``account_created`` events. An event whose account row
+        cannot be kept (older than that table's retention) is refused whole: both rows land, or neither."""
+        events = validated.writes[0]
+        accounts = TableWrite(records.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[], keep=events.keep)
+        refused: set[int] = set()
+        earliest = limits.earliest
+        for position, row in enumerate(events.rows):
+            if not records.is_account_created(row):
+                continue
+            account = records.account_row(row)
+            if account[2].timestamp() < earliest:
+                reason = (
+                    f"account_created is older than the raw.accounts_created retention of {limits.retention_days} days"
+                )
+                validated.rejects.append(events.reject(position, reason))
+                refused.add(events.indexes[position])
+                continue
+            accounts.rows.append(account)
+            accounts.indexes.append(events.indexes[position])
+            accounts.messages.append(events.messages[position])  # type: ignore[attr-defined]
+        if refused:
+            events = events.only(set(events.indexes) - refused)
+        validated.writes = [events, accounts]

@@ -1,21 +1,26 @@
 """Write one validated batch in one transaction: rows, rejects and the ledger row, then commit.
 
-Fast path (DESIGN.md, "Ingest contract"): COPY straight into the partitioned
-table inside a savepoint. Duplicates are rare (a client retrying a batch), so
-only when that COPY hits a unique violation do we roll back to the savepoint,
-COPY into a temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` per day,
-which counts duplicates. If the database refuses a value that validation let
-through (a JSON payload with a lone surrogate escape or a number beyond
-``numeric``, a key too large for its unique index), the batch falls back to
-one savepoint per row and the refused rows go to ``raw.rejects``: the rest of
-the batch still lands. Only INSERT privilege is needed (the
-``telemetry_ingest`` role): the staging table is declared from the table's
-column types, not copied with ``LIKE``, which would need SELECT.
+Fast path: COPY straight into the partitioned tables inside a savepoint. Duplicates are rare (a client retrying
+a batch), so only when that COPY hits a unique violation do we roll back to the savepoint, COPY into a
+temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` per day, which counts duplicates. If the database
+refuses a value that validation let through (a JSON payload with a lone surrogate escape or a number beyond
+``numeric``, a key too large for its unique index), the batch is cut in halves, each landed in a savepoint of
+its own, down to the refused records, which go to ``raw.rejects``: one bad record costs about two passes over
+the batch, not a statement per row. A batch's records may land in several tables (an ``account_created``
+event also lands in ``raw.accounts_created``): a record's rows land together or not at all.
+
+The work stops at a deadline (the client's, less a margin): what is neither stored nor refused by then is
+answered as "resend" (``BatchOutcome.deferred``), so a client never waits past its deadline for an answer.
+
+Rejects carry the batch id and the record's index, and a unique index on those collapses a replayed batch's
+rejects like its records. Only INSERT privilege is needed (the ``telemetry_ingest`` role): the staging table is
+declared from the table's column types, not copied with ``LIKE``, which would need SELECT.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import threading
 import time
@@ -27,9 +32,11 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.types.json import set_json_dumps
 
-from collectors.receiver.records import TableSpec
+from collectors.receiver.records import Kept, TableSpec
 
 PARTITION_CACHE_SECONDS = 60.0
+MAX_REJECT_BYTES = 64 * 1024
+SINGLES_BELOW = 16  # a refused part this small is retried record by record (fewer savepoints than halving on)
 
 # What the database raises for a value it refuses (psycopg raises the DB-API classes, e.g. a jsonb parse error is
 # InvalidTextRepresentation, a DataError; an index row over the btree limit is ProgramLimitExceeded, which psycopg
@@ -39,27 +46,50 @@ REFUSED_VALUE = (psycopg.DataError, psycopg.IntegrityError, errors.ProgramLimitE
 
 @dataclass
 class Reject:
+    """A refused record: its index in the batch (the line number for the loader), the reason and what is kept.
+
+    ``size`` and ``sha256`` describe the record as sent when ``record`` is not all of it (withheld fields).
+    """
+
     index: int
     reason: str
     record: bytes
+    size: int | None = None
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, index: int, reason: str, kept: Kept) -> Reject:
+        return cls(index, f"{reason}; {kept.note}" if kept.note else reason, kept.record, kept.size, kept.sha256)
 
 
-def _serialized(message) -> bytes:
-    return message.SerializeToString()
+def _serialized(message) -> Kept:
+    return Kept(message.SerializeToString())
 
 
 @dataclass
 class TableWrite:
-    """What one batch lands in one raw table."""
+    """What one batch lands in one raw table: rows, the batch index of each row's record, and the record itself
+    (kept only if the row is refused). Rows of several writes with the same index belong to one record."""
 
     spec: TableSpec
     rows: list[tuple]
-    indexes: list[int]  # index in the request of each row (for reject reports)
-    messages: list  # the protobuf record of each row, serialized only if the row is refused
-    kept_bytes: Callable[[object], bytes] = _serialized  # what raw.rejects keeps of a refused record
+    indexes: list[int]
+    messages: Sequence
+    keep: Callable[[object], Kept] = _serialized  # what raw.rejects keeps of a refused record
 
-    def reject(self, i: int, reason: str) -> Reject:
-        return Reject(self.indexes[i], reason, self.kept_bytes(self.messages[i]))
+    def reject(self, position: int, reason: str) -> Reject:
+        return Reject.of(self.indexes[position], reason, self.keep(self.messages[position]))
+
+    def only(self, indexes: set[int] | frozenset[int]) -> TableWrite:
+        """The rows of the records in ``indexes``."""
+        keep = [p for p, index in enumerate(self.indexes) if index in indexes]
+        return TableWrite(
+            self.spec,
+            [self.rows[p] for p in keep],
+            [self.indexes[p] for p in keep],
+            [self.messages[p] for p in keep],
+            self.keep,
+        )
 
 
 @dataclass
@@ -71,13 +101,20 @@ class TableOutcome:
     def accepted(self) -> int:
         return sum(self.accepted_by_day.values())
 
+    def add(self, other: TableOutcome) -> None:
+        self.accepted_by_day.update(other.accepted_by_day)
+        self.duplicates += other.duplicates
+
 
 @dataclass
 class BatchOutcome:
-    """What landed; ``tables`` is keyed by raw table, in the order of the batch's writes."""
+    """What landed; ``tables`` is keyed by raw table, in the order of the batch's writes. ``deferred``: batch
+    indexes neither stored nor refused when the deadline came (the sender should resend them)."""
 
     tables: dict[str, TableOutcome] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    conflicts: int = 0  # of the rejects, conflicting duplicates found before writing
 
 
 class PartitionCache:
@@ -130,12 +167,33 @@ def _day(value: dt.datetime) -> dt.date:
     return value.astimezone(dt.UTC).date()
 
 
-class BatchWriter:
-    """Lands batches through a connection pool; thread-safe."""
+def _days(write: TableWrite) -> list[dt.date]:
+    p = write.spec.partition_index
+    return [_day(row[p]) for row in write.rows]
 
-    def __init__(self, pool) -> None:
+
+REJECT_COLUMNS = (
+    "source",
+    "reason",
+    "record",
+    "record_index",
+    "batch_id",
+    "file_name",
+    "line_number",
+    "record_bytes",
+    "record_sha256",
+)
+REJECT_TYPES = ("text", "text", "bytea", "int4", "uuid", "text", "int4", "int4", "text")
+
+
+class BatchWriter:
+    """Lands batches through a connection pool; thread-safe. ``max_reject_bytes``: what a reject keeps of its
+    record at most (the rest is described by its size and SHA-256)."""
+
+    def __init__(self, pool, *, max_reject_bytes: int = MAX_REJECT_BYTES) -> None:
         self.pool = pool
         self.partitions = PartitionCache()
+        self.max_reject_bytes = max_reject_bytes
 
     def write(
         self,
@@ -143,96 +201,142 @@ class BatchWriter:
         batch_id: str,
         writes: Sequence[TableWrite],
         rejects: list[Reject],
+        *,
+        deadline: float | None = None,
+        conflicts: int = 0,
+        file_name: str | None = None,
     ) -> BatchOutcome:
-        """Land ``writes`` and ``rejects`` of one batch in one transaction; returns after commit."""
-        outcome = BatchOutcome(rejects=list(rejects))
+        """Land ``writes`` and ``rejects`` of one batch in one transaction; returns after commit.
+
+        ``deadline`` (``time.monotonic()``): stop refining a batch the database partly refuses by then.
+        ``file_name``: the batch comes from a file (the loader); each reject's index is its line number there.
+        Nothing is written for a batch with nothing in it (no empty ledger rows).
+        """
+        outcome = BatchOutcome(rejects=list(rejects), conflicts=conflicts)
+        outcome.tables = {write.spec.table: TableOutcome() for write in writes}
+        if not rejects and not any(write.rows for write in writes):
+            return outcome
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             set_json_dumps(_json_text, cur)
-            for write in writes:
-                table = outcome.tables[write.spec.table] = TableOutcome()
-                days = self._drop_unpartitioned(conn, write, outcome)
-                if write.rows:
-                    outcome.rejects += self._land(conn, cur, write, days, table)
+            writes = self._drop_unpartitioned(conn, writes, outcome)
+            if any(write.rows for write in writes):
+                self._land(conn, cur, writes, outcome, deadline)
             if outcome.rejects:
-                copy_rows(
-                    cur,
-                    sql.SQL("raw.rejects"),
-                    ("source", "reason", "record", "record_index", "batch_id"),
-                    ((source, r.reason, r.record, r.index, batch_id) for r in outcome.rejects),
-                )
-            # one ledger row per table the batch touched; the rejects are counted on the first
-            for position, (name, table) in enumerate(outcome.tables.items()):
-                if position and not (table.accepted or table.duplicates):
-                    continue
-                cur.execute(
-                    "insert into quality.ingest_batches"
-                    " (batch_id, source, accepted, duplicates, rejected, accepted_by_day)"
-                    " values (%s, %s, %s, %s, %s, %s)",
-                    (
-                        batch_id,
-                        name,
-                        table.accepted,
-                        table.duplicates,
-                        0 if position else len(outcome.rejects),
-                        json.dumps({d.isoformat(): n for d, n in sorted(table.accepted_by_day.items())}),
-                    ),
-                )
+                self._store_rejects(cur, source, batch_id, outcome.rejects, file_name)
+            self._record(cur, batch_id, outcome)
         return outcome
 
-    def _drop_unpartitioned(self, conn: psycopg.Connection, write: TableWrite, outcome: BatchOutcome) -> list[dt.date]:
-        """Move rows whose day has no partition to the rejects (a missing partition must not fail the batch).
+    # ------------------------------------------------------------------ before writing
 
-        Returns the partition day of each row kept, computed once for the whole write.
-        """
-        p = write.spec.partition_index
-        days = [_day(r[p]) for r in write.rows]
-        missing = self.partitions.missing(conn, write.spec.table, set(days))
-        if not missing:
-            return days
-        keep = []
-        for i, day in enumerate(days):
-            if day in missing:
-                reason = f"no partition of raw.{write.spec.table} for {day} (run `telemetry-db partitions create`)"
-                outcome.rejects.append(write.reject(i, reason))
-            else:
-                keep.append(i)
-        write.rows = [write.rows[i] for i in keep]
-        write.indexes = [write.indexes[i] for i in keep]
-        write.messages = [write.messages[i] for i in keep]
-        return [days[i] for i in keep]
+    @staticmethod
+    def _without(writes: Sequence[TableWrite], refused: set[int]) -> list[TableWrite]:
+        if not refused:
+            return list(writes)
+        return [write.only(set(write.indexes) - refused) for write in writes]
+
+    def _drop_unpartitioned(
+        self, conn: psycopg.Connection, writes: Sequence[TableWrite], outcome: BatchOutcome
+    ) -> list[TableWrite]:
+        """Move records with a row whose day has no partition to the rejects (a missing partition must not fail
+        the batch; a record's other rows go with it)."""
+        refused: set[int] = set()
+        for write in writes:
+            days = _days(write)
+            missing = self.partitions.missing(conn, write.spec.table, set(days))
+            for position, day in enumerate(days):
+                index = write.indexes[position]
+                if day in missing and index not in refused:
+                    reason = f"no partition of raw.{write.spec.table} for {day} (run `telemetry-db partitions create`)"
+                    outcome.rejects.append(write.reject(position, reason))
+                    refused.add(index)
+        return self._without(writes, refused)
+
+    # ------------------------------------------------------------------ landing
 
     def _land(
         self,
         conn: psycopg.Connection,
         cur: psycopg.Cursor,
-        write: TableWrite,
-        days: list[dt.date],
-        outcome: TableOutcome,
-    ) -> list[Reject]:
-        """Land the rows of ``write`` (``days``: each row's partition day); returns rows the database refused."""
-        spec = write.spec
-        target = sql.Identifier("raw", spec.table)
+        writes: list[TableWrite],
+        outcome: BatchOutcome,
+        deadline: float | None,
+    ) -> None:
         try:
             with conn.transaction():
-                copy_rows(cur, target, spec.columns, write.rows, spec.types)
-            outcome.accepted_by_day = Counter(days)
-            return []
+                for write in writes:
+                    spec = write.spec
+                    copy_rows(cur, sql.Identifier("raw", spec.table), spec.columns, write.rows, spec.types)
+            for write in writes:
+                outcome.tables[write.spec.table].accepted_by_day.update(_days(write))
+            return
         except errors.UniqueViolation:
             pass  # a retried batch or duplicates inside it: take the counting path below
         except REFUSED_VALUE:
-            return self._land_row_by_row(conn, cur, write, days, outcome)
+            self._land_in_parts(conn, cur, writes, outcome, deadline)
+            return
         try:
-            with conn.transaction():
-                self._land_deduplicated(cur, write, days, outcome)
-            return []
+            counted = self._land_deduplicated(conn, cur, writes)
         except REFUSED_VALUE:
             # duplicates and a value the database refuses in one batch (e.g. a retried batch that had a reject)
-            outcome.accepted_by_day, outcome.duplicates = Counter(), 0
-            return self._land_row_by_row(conn, cur, write, days, outcome)
+            self._land_in_parts(conn, cur, writes, outcome, deadline)
+            return
+        for table, counts in counted.items():
+            outcome.tables[table].add(counts)
 
     def _land_deduplicated(
-        self, cur: psycopg.Cursor, write: TableWrite, days: list[dt.date], outcome: TableOutcome
+        self, conn: psycopg.Connection, cur: psycopg.Cursor, writes: Sequence[TableWrite]
+    ) -> dict[str, TableOutcome]:
+        """Land ``writes`` in one savepoint through staging tables, counting duplicates; raises what the database
+        refuses (and then nothing of ``writes`` is kept)."""
+        counted = {write.spec.table: TableOutcome() for write in writes}
+        with conn.transaction():
+            for write in writes:
+                if write.rows:
+                    self._insert_deduplicated(cur, write, counted[write.spec.table])
+        return counted
+
+    def _land_in_parts(
+        self,
+        conn: psycopg.Connection,
+        cur: psycopg.Cursor,
+        writes: list[TableWrite],
+        outcome: BatchOutcome,
+        deadline: float | None,
     ) -> None:
+        """Land the records of ``writes`` part by part, halving every part the database refuses, down to the
+        refused records (rejects). Parts left when the deadline passes are deferred."""
+        pending = [sorted({index for write in writes for index in write.indexes})]
+        while pending:
+            part = pending.pop()
+            if deadline is not None and time.monotonic() > deadline:
+                outcome.deferred += part
+                for rest in pending:
+                    outcome.deferred += rest
+                outcome.deferred.sort()
+                return
+            wanted = frozenset(part)
+            subset = [write.only(wanted) for write in writes]
+            try:
+                counted = self._land_deduplicated(conn, cur, subset)
+            except REFUSED_VALUE as error:
+                if len(part) == 1:
+                    self._reject_refused(subset, error, outcome)
+                elif len(part) <= SINGLES_BELOW:
+                    pending += [[index] for index in reversed(part)]
+                else:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+                continue
+            for table, counts in counted.items():
+                outcome.tables[table].add(counts)
+
+    @staticmethod
+    def _reject_refused(writes: Sequence[TableWrite], error: psycopg.Error, outcome: BatchOutcome) -> None:
+        reason = f"refused by the database: {error.diag.message_primary or error}"
+        first = next(write for write in writes if write.rows)  # the record's main row comes first
+        outcome.rejects.append(first.reject(0, reason))
+
+    def _insert_deduplicated(self, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome) -> None:
         spec = write.spec
         stage = sql.Identifier(f"stage_{spec.table}")
         cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
@@ -245,7 +349,7 @@ class BatchWriter:
         cur.execute(sql.SQL("truncate {}").format(stage))
         copy_rows(cur, stage, spec.columns, write.rows, spec.types)
         part_col = sql.Identifier(spec.partition_column)
-        for day in sorted(set(days)):
+        for day in sorted(set(_days(write))):
             start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
             cur.execute(
                 sql.SQL(
@@ -255,34 +359,63 @@ class BatchWriter:
                 (start, start + dt.timedelta(days=1)),
             )
             if cur.rowcount:
-                outcome.accepted_by_day[day] = cur.rowcount
-        outcome.duplicates = len(write.rows) - outcome.accepted
+                outcome.accepted_by_day[day] += cur.rowcount
+        outcome.duplicates += len(write.rows) - sum(outcome.accepted_by_day.values())
 
-    def _land_row_by_row(
-        self,
-        conn: psycopg.Connection,
-        cur: psycopg.Cursor,
-        write: TableWrite,
-        days: list[dt.date],
-        outcome: TableOutcome,
-    ) -> list[Reject]:
-        """One savepoint per row; returns the rows the database refused as rejects."""
-        spec = write.spec
-        statement = sql.SQL("insert into {} ({}) values ({}) on conflict do nothing").format(
-            sql.Identifier("raw", spec.table),
-            sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
-            sql.SQL(", ").join(sql.Placeholder() * len(spec.columns)),
+    # ------------------------------------------------------------------ rejects and the ledger
+
+    def _store_rejects(
+        self, cur: psycopg.Cursor, source: str, batch_id: str, rejects: Sequence[Reject], file_name: str | None
+    ) -> None:
+        """Insert the rejects, each keeping at most ``max_reject_bytes`` of its record; a replayed batch's rejects
+        are already there (same batch id, source and index) and are skipped."""
+        limit = self.max_reject_bytes
+        rows = []
+        for r in rejects:
+            size = r.size if r.size is not None else len(r.record)
+            reason = r.reason
+            if len(r.record) > limit:
+                reason += f"; the record is {size} bytes, its first {limit} are kept"
+            rows.append(
+                (
+                    source,
+                    reason,
+                    r.record[:limit],
+                    r.index,
+                    batch_id,
+                    file_name,
+                    r.index if file_name is not None else None,
+                    size,
+                    r.sha256 or hashlib.sha256(r.record).hexdigest(),
+                )
+            )
+        columns = sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))
+        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(kind)) for kind in REJECT_TYPES)
+        cur.execute(
+            sql.SQL("insert into raw.rejects ({}) select * from unnest({}) on conflict do nothing").format(
+                columns, arrays
+            ),
+            [list(column) for column in zip(*rows, strict=True)],
         )
-        refused = []
-        for i, row in enumerate(write.rows):
-            try:
-                with conn.transaction():
-                    cur.execute(statement, row)
-            except REFUSED_VALUE as error:
-                refused.append(write.reject(i, f"refused by the database: {error.diag.message_primary or error}"))
+
+    @staticmethod
+    def _record(cur: psycopg.Cursor, batch_id: str, outcome: BatchOutcome) -> None:
+        """One ledger row per table the batch touched; rejects, conflicts and deferred records count on the first."""
+        for position, (name, table) in enumerate(outcome.tables.items()):
+            first = position == 0
+            if not (table.accepted or table.duplicates or (first and (outcome.rejects or outcome.deferred))):
                 continue
-            if cur.rowcount:
-                outcome.accepted_by_day[days[i]] += 1
-            else:
-                outcome.duplicates += 1
-        return refused
+            cur.execute(
+                "insert into quality.ingest_batches (batch_id, source, accepted, duplicates, rejected, conflicts,"
+                " deferred, accepted_by_day) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    batch_id,
+                    name,
+                    table.accepted,
+                    table.duplicates,
+                    len(outcome.rejects) if first else 0,
+                    outcome.conflicts if first else 0,
+                    len(outcome.deferred) if first else 0,
+                    json.dumps({d.isoformat(): n for d, n in sorted(table.accepted_by_day.items())}),
+                ),
+            )

@@ -178,9 +178,10 @@ def test_through_the_receiver_good_lines_land_once_and_strict_sends_nothing(
     assert main([str(events_file), "--target", target, "--database-url", warehouse_url]) == 0
     assert main([str(events_file), "--target", target, "--database-url", warehouse_url]) == 0
     check_good_lines_landed_once(db)
-    # the receiver's rules are applied before sending, so every refused line carries its file and line
+    # the receiver's rules are applied before sending, so every refused line carries its file and line; loading
+    # the file again stores its rejects once (same batch ids, same lines), as it lands its events once
     stored = rejects(db)
-    assert sorted(n for f, n, _, _ in stored if f == str(events_file)) == sorted(list(BAD_LINES) * 2)
+    assert sorted(n for f, n, _, _ in stored if f == str(events_file)) == sorted(BAD_LINES)
     for _, number, reason, record in stored:
         assert reason.startswith(BAD_LINES[number])
         assert record == LINES[number - 1].encode()

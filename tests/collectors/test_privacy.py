@@ -124,7 +124,7 @@ def test_loader_applies_the_same_rules(private_env: None, warehouse_url: str, tm
         json.dumps({**line, "event_id": "l1", "timestamp": moment, "payload": {"email": "a@b.c", "device": {"ip": 1}}}),
         json.dumps({**line, "event_id": "l2", "timestamp": "2001-01-01T00:00:00Z", "payload": {"email": "x@y.z"}}),
         '{"event_id": "l3", "payload": {"email": "p@q.r"',  # not JSON, names an excluded field
-        '{"event_id": "l4", "not json at all"',  # names none: kept as it is
+        '{"event_id": "l4", "not json at all"',  # names none, yet could (escaped): withheld too
     ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -143,10 +143,11 @@ def test_loader_applies_the_same_rules(private_env: None, warehouse_url: str, tm
         kept = db.execute(
             "select distinct on (line_number) line_number, record from raw.rejects order by line_number, reject_id"
         ).fetchall()
-        assert db.execute("select count(*) from raw.rejects").fetchone() == (6,)
+        # loading the file twice stores its rejects once
+        assert db.execute("select count(*) from raw.rejects").fetchone() == (3,)
     assert json.loads(kept[0][1])["payload"] == {} and json.loads(kept[0][1])["event_id"] == "l2"
     assert kept[1] == (3, b"")
-    assert kept[2] == (4, lines[3].encode())
+    assert kept[2] == (4, b"")
 
 
 def test_reliability_marts_are_the_same_with_hashed_receiver_keys(warehouse_url: str, tmp_path: Path) -> None:

@@ -236,15 +236,17 @@ class RejectedRecord(_message.Message):
     def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("accepted", "duplicates", "rejected", "rejects", "batch_id")
+    __slots__ = ("accepted", "duplicates", "rejected", "rejects", "batch_id", "retry_indexes")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     REJECTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_INDEXES_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     duplicates: int
     rejected: int
     rejects: _containers.RepeatedCompositeFieldContainer[RejectedRecord]
     batch_id: str
-    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejects: _Optional[_Iterable[_Union[RejectedRecord, _Mapping]]] = ..., batch_id: _Optional[str] = ...) -> None: ...
+    retry_indexes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejects: _Optional[_Iterable[_Union[RejectedRecord, _Mapping]]] = ..., batch_id: _Optional[str] = ..., retry_indexes: _Optional[_Iterable[int]] = ...) -> None: ...

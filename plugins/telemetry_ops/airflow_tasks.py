@@ -16,7 +16,7 @@ from airflow.sdk import DAG, BaseSensorOperator, Connection, CronDataIntervalTim
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from telemetry_ops.builds import MODEL_FAMILIES
-from telemetry_ops.cadences import CADENCES, Cadence, run_window
+from telemetry_ops.cadences import CADENCES, Cadence, Window, refuse_unfinished, run_window
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +113,35 @@ def _build(cadence: Cadence, part: str, context: dict[str, Any]) -> dict[str, An
     }
 
 
-def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, str]]:
+def _check_window(cadence: Cadence, context: dict[str, Any]) -> dict[str, str]:
+    """The run's window, or a failure without retries: a misaligned or unfinished window never gets better."""
+    try:
+        window = run_window(context, cadence)
+        refuse_unfinished(window)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
+    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+
+
+def _finished_window(cadence: Cadence, context: dict[str, Any]) -> Window:
+    window = run_window(context, cadence)
+    try:
+        refuse_unfinished(window)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
+    return window
+
+
+def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, Any]]:
     from collectors.config import Settings
     from collectors.warehouse.db import connect
-    from telemetry_ops.cleanup import plan_cleanup
+    from telemetry_ops.cleanup import count_rows, plan_cleanup
     from telemetry_ops.validation import validate_week
 
-    settings, url, window = Settings(), warehouse_url(), run_window(context, cadence)
+    settings, url, window = Settings(), warehouse_url(), _finished_window(cadence, context)
     with connect(url) as conn:
-        plan = plan_cleanup(conn, settings.retention, as_of=window.end.date())
+        plan = plan_cleanup(conn, settings.retention)
+        rows = count_rows(conn, plan.drop)  # before validating: rows landing from now on were not validated
     for kept in plan.keep:
         log.info("keeping raw.%s: %s", kept.partition.name, kept.reason)
     outcome = validate_week(
@@ -140,20 +160,19 @@ def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, str]]
             f"Data Docs: {outcome.data_docs_index}"
         )
     log.info("validation passed for %d partitions about to be dropped", len(plan.drop))
-    return [{"table": p.table, "name": p.name, "day": p.day.isoformat()} for p in plan.drop]
+    return [{"table": p.table, "name": p.name, "day": p.day.isoformat(), "rows": rows[p.name]} for p in plan.drop]
 
 
-def _cleanup(cadence: Cadence, validated: list[dict[str, str]], context: dict[str, Any]) -> list[str]:
+def _cleanup(cadence: Cadence, validated: list[dict[str, Any]], context: dict[str, Any]) -> list[str]:
     from collectors.config import Settings
     from collectors.warehouse.db import connect
-    from collectors.warehouse.partitions import Partition
     from telemetry_ops.cleanup import drop_partitions, plan_cleanup
 
-    window = run_window(context, cadence)
-    checked = [Partition(v["table"], v["name"], dt.date.fromisoformat(v["day"])) for v in validated]
+    _finished_window(cadence, context)
     with connect(warehouse_url()) as conn:
-        plan = plan_cleanup(conn, Settings().retention, as_of=window.end.date())
-        dropped = drop_partitions(conn, plan, checked, dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        plan = plan_cleanup(conn, Settings().retention)
+        rows = {v["name"]: int(v["rows"]) for v in validated}
+        dropped = drop_partitions(conn, plan, rows, dag_id=context["dag"].dag_id, run_id=context["run_id"])
     return [p.name for p in dropped]
 
 
@@ -206,6 +225,10 @@ def cadence_dag(name: str, *, doc_md: str) -> DAG:
         tags=["telemetry", name],
     ) as dag:
 
+        @task(task_id="check_window", retries=0)
+        def check_window(**context: Any) -> dict[str, str]:
+            return _check_window(cadence, context)
+
         @task(task_id="build_marts")
         def build_marts(**context: Any) -> dict[str, Any]:
             return _build(cadence, "marts", context)
@@ -216,16 +239,16 @@ def cadence_dag(name: str, *, doc_md: str) -> DAG:
 
         wait = WindowLagSensor(task_id="wait_reliability_lag", cadence=cadence, timeout=3 * 7 * 24 * 3600)
         marts, reliability = build_marts(), build_reliability()
-        marts >> wait >> reliability
+        check_window() >> marts >> wait >> reliability
 
         if name == "weekly":
 
             @task(task_id="validate", retries=0)
-            def validate(**context: Any) -> list[dict[str, str]]:
+            def validate(**context: Any) -> list[dict[str, Any]]:
                 return _validate(cadence, context)
 
             @task(task_id="cleanup")
-            def cleanup(validated: list[dict[str, str]], **context: Any) -> list[str]:
+            def cleanup(validated: list[dict[str, Any]], **context: Any) -> list[str]:
                 return _cleanup(cadence, validated, context)
 
             checked = validate()

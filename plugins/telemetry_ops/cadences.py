@@ -85,6 +85,17 @@ def parse_instant(value: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def refuse_unfinished(window: Window, now: dt.datetime | None = None) -> None:
+    """Raise unless ``window`` has ended: a window that ends after now is not complete, and the weekly
+    cleanup must never count retention from (or drop up to) a moment that has not come yet."""
+    now = now or dt.datetime.now(dt.UTC)
+    if window.end > now:
+        raise ValueError(
+            f"window {window} ends after now ({now.isoformat(timespec='seconds')}): a window is built, validated "
+            "and cleaned up only once it has ended; trigger it again later or pick an earlier range"
+        )
+
+
 def run_window(context: dict[str, Any] | Any, cadence: Cadence) -> Window:
     """The window a task of this run owns.
 

@@ -1,18 +1,22 @@
 """The weekly cleanup: which raw partitions may go, and dropping them with a log.
 
 A day's partition of a raw table is dropped only when (1) it is older than the table's retention,
-counted back from the weekly run's window end (not the wall clock, so a backfill of an old week
-never drops recent data), and (2) every build it feeds is in ``quality.dbt_builds``. Message samples
-also feed the reliability of the neighbouring windows (a receiver counts when it was seen before and
-after a window), so their neighbours must be built too. Validation of what is about to go happens
-in between (``telemetry_ops.validation``); the DAG drops only partitions that were validated.
+counted back from today (the same clock the receiver uses to refuse rows older than the retention, so
+no row can still be on its way into a partition that goes; whatever window the run has, today's and
+future partitions are never dropped), (2) every build it feeds is in ``quality.dbt_builds``, and (3)
+it holds exactly the rows it held when validation started: rows that landed since were never
+validated, so their partition stays (checked under an exclusive lock of the partition, so nothing can
+land between the check and the drop). Message samples also feed the reliability of the neighbouring
+windows (a receiver counts when it was seen before and after a window), so their neighbours must be
+built too. Validation of what is about to go happens in between (``telemetry_ops.validation``); the DAG
+drops only partitions that were validated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -20,7 +24,7 @@ from psycopg import sql
 
 from collectors.config import RetentionDays
 from collectors.warehouse.db import RAW_TABLES
-from collectors.warehouse.partitions import Partition, partitions_older_than
+from collectors.warehouse.partitions import Partition, partitions_older_than, utc_today
 from telemetry_ops.cadences import CADENCES, Cadence
 
 log = logging.getLogger(__name__)
@@ -89,12 +93,19 @@ def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[s
 
 
 def plan_cleanup(
-    conn: psycopg.Connection, retention: RetentionDays, as_of: dt.date, tables: Iterable[str] = RAW_TABLES
+    conn: psycopg.Connection,
+    retention: RetentionDays,
+    as_of: dt.date | None = None,
+    tables: Iterable[str] = RAW_TABLES,
 ) -> CleanupPlan:
-    """Partitions older than each table's retention before ``as_of``, split into droppable and kept."""
-    plan = CleanupPlan(as_of)
+    """Partitions older than each table's retention before ``as_of`` (default and at most: today, UTC), split
+    into droppable and kept. Today's and future partitions are never in the plan."""
+    today = utc_today()
+    plan = CleanupPlan(min(as_of or today, today))
     for table in tables:
-        for partition in partitions_older_than(conn, table, retention.for_table(table), today=as_of):
+        for partition in partitions_older_than(conn, table, retention.for_table(table), today=plan.as_of):
+            if partition.day >= today:
+                continue
             missing = missing_builds(conn, table, partition.day)
             if missing:
                 more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
@@ -104,31 +115,52 @@ def plan_cleanup(
     return plan
 
 
+def count_rows(conn: psycopg.Connection, partitions: Iterable[Partition]) -> dict[str, int]:
+    """Rows in each partition now, by partition name (taken before validation, compared before the drop)."""
+    return {
+        p.name: conn.execute(sql.SQL("select count(*) from raw.{}").format(sql.Identifier(p.name))).fetchone()[0]
+        for p in partitions
+    }
+
+
 def drop_partitions(
     conn: psycopg.Connection,
     plan: CleanupPlan,
-    validated: Sequence[Partition],
+    validated: Mapping[str, int],
     *,
     dag_id: str | None = None,
     run_id: str | None = None,
 ) -> list[Partition]:
-    """Drop the planned partitions that were also validated; log every decision in quality.cleanup_log.
+    """Drop the planned partitions that were validated (``validated``: partition name -> rows it held when
+    validation started) and still hold exactly those rows; log every decision in quality.cleanup_log.
 
     One transaction per partition: a failure part-way leaves the log true to what happened.
     """
-    allowed = {(p.table, p.name) for p in validated}
+    today = utc_today()
     dropped: list[Partition] = []
-    decisions = [(p, "dropped" if (p.table, p.name) in allowed else "kept") for p in plan.drop]
-    decisions += [(k.partition, "kept") for k in plan.keep]
-    reasons = {(k.partition.table, k.partition.name): k.reason for k in plan.keep}
-    for partition, action in decisions:
-        reason = reasons.get((partition.table, partition.name), "older than retention, aggregated and validated")
-        if action == "kept" and (partition.table, partition.name) not in reasons:
-            reason = "not in the validated set of this run"
+    decisions = [(p, None) for p in plan.drop] + [(k.partition, k.reason) for k in plan.keep]
+    for partition, kept_because in decisions:
         with conn.transaction():
+            reason = kept_because
+            if reason is None and partition.name not in validated:
+                reason = "not in the validated set of this run"
+            if reason is None and partition.day >= today:
+                reason = "today's and future partitions are never dropped"
+            if reason is None:
+                # nothing lands in it while the lock is held, and what landed before is counted
+                target = sql.Identifier("raw", partition.name)
+                conn.execute(sql.SQL("lock table {} in access exclusive mode").format(target))
+                rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+                if rows != validated[partition.name]:
+                    reason = (
+                        f"rows arrived after validation ({validated[partition.name]} were validated, {rows} are "
+                        "there now); the next validation covers them"
+                    )
+            action = "kept" if reason is not None else "dropped"
             if action == "dropped":
                 conn.execute(sql.SQL("drop table raw.{}").format(sql.Identifier(partition.name)))
                 dropped.append(partition)
+                reason = "older than retention, aggregated and validated"
             conn.execute(
                 "insert into quality.cleanup_log (dag_id, run_id, table_name, partition_name, day, action, reason)"
                 " values (%s, %s, %s, %s, %s, %s, %s)",

@@ -15,10 +15,16 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {
-    "telemetry_hourly": (["build_marts", "wait_reliability_lag", "build_reliability"], dt.timedelta(hours=1)),
-    "telemetry_daily": (["build_marts", "wait_reliability_lag", "build_reliability"], dt.timedelta(days=1)),
+    "telemetry_hourly": (
+        ["check_window", "build_marts", "wait_reliability_lag", "build_reliability"],
+        dt.timedelta(hours=1),
+    ),
+    "telemetry_daily": (
+        ["check_window", "build_marts", "wait_reliability_lag", "build_reliability"],
+        dt.timedelta(days=1),
+    ),
     "telemetry_weekly": (
-        ["build_marts", "wait_reliability_lag", "build_reliability", "validate", "cleanup"],
+        ["check_window", "build_marts", "wait_reliability_lag", "build_reliability", "validate", "cleanup"],
         dt.timedelta(weeks=1),
     ),
     "telemetry_partitions": (["ensure_partitions"], dt.timedelta(days=1)),

@@ -7,8 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 from telemetry_ops.builds import selection
-from telemetry_ops.cadences import DAILY, HOURLY, WEEKLY, Window, run_window
-from telemetry_ops.cleanup import FEEDS, drop_partitions, missing_builds, plan_cleanup
+from telemetry_ops.cadences import DAILY, HOURLY, WEEKLY, Window, refuse_unfinished, run_window
+from telemetry_ops.cleanup import FEEDS, count_rows, drop_partitions, missing_builds, plan_cleanup
 
 from collectors.config import RetentionDays
 from collectors.warehouse.db import RAW_TABLES
@@ -75,7 +75,7 @@ def test_drops_exactly_the_validated_partitions_older_than_the_retention(db: psy
     assert plan.keep == [] and plan.drop
     assert all(p.day < cutoff for p in plan.drop)
     validated = [p for p in plan.drop if p.table != "host_minutes"]  # say host minutes were not validated
-    dropped = drop_partitions(db, plan, validated, dag_id="telemetry_weekly", run_id="test")
+    dropped = drop_partitions(db, plan, count_rows(db, validated), dag_id="telemetry_weekly", run_id="test")
     assert sorted(dropped, key=str) == sorted(validated, key=str)
     for table in tables:
         days = {p.day for p in list_partitions(db, table)}
@@ -108,3 +108,50 @@ def test_run_window_is_the_data_interval_or_an_aligned_manual_range() -> None:
         run_window({"params": {"window_start": "2026-11-02T01:00:00", "window_end": "2026-11-03T00:00:00"}}, DAILY)
     with pytest.raises(ValueError, match="empty window"):
         Window(start, start)
+
+
+def test_a_window_that_ends_in_the_future_is_refused_and_drops_nothing_inside_the_retention(
+    db: psycopg.Connection,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    monday = WEEKLY.floor(now)
+    with pytest.raises(ValueError, match="ends after now"):
+        refuse_unfinished(Window(monday, monday + WEEKLY.length), now)
+    refuse_unfinished(Window(monday - WEEKLY.length, monday), now)  # the last complete week is fine
+    cover_everything(db)
+    # a plan asked for as of a day after tomorrow still counts the retention back from today
+    retention = RetentionDays(message_samples=2)
+    plan = plan_cleanup(db, retention, as_of=TODAY + dt.timedelta(days=3), tables=["message_samples"])
+    assert plan.as_of == TODAY
+    assert plan.drop and all(p.day < TODAY - dt.timedelta(days=2) for p in plan.drop)
+    assert not [p for p in plan.drop if p.day >= TODAY]
+    # and even a plan that lists today's partition (made by hand here) never drops it
+    (todays,) = [p for p in list_partitions(db, "message_samples") if p.day == TODAY]
+    plan.drop.append(todays)
+    dropped = drop_partitions(db, plan, {**count_rows(db, plan.drop)}, run_id="future")
+    assert todays not in dropped and todays in list_partitions(db, "message_samples")
+    assert db.execute(
+        "select reason from quality.cleanup_log where partition_name = %s", (todays.name,)
+    ).fetchone() == ("today's and future partitions are never dropped",)
+
+
+def test_rows_that_land_after_validation_keep_their_partition(db: psycopg.Connection) -> None:
+    cover_everything(db)
+    retention = RetentionDays(message_samples=2)
+    plan = plan_cleanup(db, retention, as_of=AS_OF, tables=["message_samples"])
+    validated = count_rows(db, plan.drop)  # what the validate task counts before validating
+    late, other = plan.drop[0], plan.drop[1]
+    # a sample acknowledged between validate and cleanup, into a partition about to go
+    sent_at = dt.datetime.combine(late.day, dt.time(12), dt.UTC)
+    db.execute(
+        "insert into raw.message_samples (message_id, channel_id, receiver_public_key, sent_at)"
+        " values ('late', 'c', 'r', %s)",
+        (sent_at,),
+    )
+    dropped = drop_partitions(db, plan, validated, run_id="late")
+    assert late not in dropped and other in dropped
+    assert db.execute("select count(*) from raw.message_samples where message_id = 'late'").fetchone() == (1,)
+    (reason,) = db.execute(
+        "select reason from quality.cleanup_log where partition_name = %s", (late.name,)
+    ).fetchone()
+    assert reason.startswith("rows arrived after validation (0 were validated, 1 are there now)")

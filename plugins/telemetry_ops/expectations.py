@@ -653,7 +653,8 @@ def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
 def telemetry_day_suite(scope: Scope) -> SuiteSpec:
     days = scope.days("minute_snapshots")
     asset, query = _mart("fct_telemetry_day", "day", "day", days)
-    lists = "array['battles', 'user_counts', 'average_user_counts', 'peak_user_counts']"
+    day_log_sections = "array['battles', 'user_counts', 'average_user_counts']"
+    is_full_list = "case when jsonb_typeof(l.items) = 'array' then jsonb_array_length(l.items) end = segment_count"
     non_negative = [
         "unique_users",
         "unique_players",
@@ -668,18 +669,22 @@ def telemetry_day_suite(scope: Scope) -> SuiteSpec:
         expectations=[
             unique(["day"], "one row per day"),
             present("day_log"),
+            present("segment_peak_user_counts"),
             between("minutes_observed", 1, 1440),
             no_rows(
-                "segment counts: segment_count * segment_minutes = 1440 and each of the 18 segment lists "
-                "of day_log (battles, user_counts, average_user_counts, peak_user_counts) has segment_count items",
+                "segment counts: segment_count * segment_minutes = 1440, each of the 13 segment lists of "
+                "day_log (battles, user_counts, average_user_counts) and each of the 5 of "
+                "segment_peak_user_counts has segment_count items",
                 f"""
                 select day, segment_minutes, segment_count from batch_rows
                 where segment_count * segment_minutes <> 1440
-                   or (select count(*) from unnest({lists}) as k (name)
+                   or (select count(*) from unnest({day_log_sections}) as k (name)
                        cross join lateral jsonb_each(coalesce(day_log -> k.name, jsonb_build_object()))
                            as l (state, items)
-                       where case when jsonb_typeof(l.items) = 'array'
-                                  then jsonb_array_length(l.items) end = segment_count) <> 18
+                       where {is_full_list}) <> 13
+                   or (select count(*) from jsonb_each(coalesce(segment_peak_user_counts, jsonb_build_object()))
+                           as l (state, items)
+                       where {is_full_list}) <> 5
                 """,
             ),
             no_rows(

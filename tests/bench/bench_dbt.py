@@ -259,12 +259,12 @@ day_log as (
                 'accounts_created', (select n from accounts),
                 'unique_users', (select n from user_maps where state = 'total'),
                 'unique_players', (select n from user_maps where state = 'player'),
+                'peak_user_counts', jsonb_build_object('player', max(player_peak), 'spectator', max(spectator_peak),
+                                                       'lobby', max(lobby_peak), 'menu', max(menu_peak),
+                                                       'total', max(total_peak)),
                 'battles', (select n from battles)),
             'minutes', jsonb_build_object('player', sum(player), 'spectator', sum(spectator),
-                                          'lobby', sum(lobby), 'menu', sum(menu), 'total', sum(total)),
-            'peak_user_counts', jsonb_build_object('player', max(player_peak), 'spectator', max(spectator_peak),
-                                                   'lobby', max(lobby_peak), 'menu', max(menu_peak),
-                                                   'total', max(total_peak))),
+                                          'lobby', sum(lobby), 'menu', sum(menu), 'total', sum(total))),
         'user_counts', jsonb_build_object('player', jsonb_agg(player order by i),
                                           'spectator', jsonb_agg(spectator order by i),
                                           'lobby', jsonb_agg(lobby order by i), 'menu', jsonb_agg(menu order by i),
@@ -274,13 +274,11 @@ day_log as (
                                                   'lobby', jsonb_agg(lobby_avg order by i),
                                                   'menu', jsonb_agg(menu_avg order by i),
                                                   'total', jsonb_agg(total_avg order by i)),
-        'peak_user_counts', jsonb_build_object('player', jsonb_agg(player_peak order by i),
-                                               'spectator', jsonb_agg(spectator_peak order by i),
-                                               'lobby', jsonb_agg(lobby_peak order by i),
-                                               'menu', jsonb_agg(menu_peak order by i),
-                                               'total', jsonb_agg(total_peak order by i)),
         'minutes_per_user', (select jsonb_object_agg(state, users) from user_maps)
-    ) as doc
+    ) as doc,
+    jsonb_build_object('player', jsonb_agg(player_peak order by i), 'spectator', jsonb_agg(spectator_peak order by i),
+                       'lobby', jsonb_agg(lobby_peak order by i), 'menu', jsonb_agg(menu_peak order by i),
+                       'total', jsonb_agg(total_peak order by i)) as segment_peaks
     from segments
 ),
 samples as (
@@ -306,6 +304,7 @@ channels as (
 )
 select
     (select doc from day_log) as day_log,
+    (select segment_peaks from day_log) as segment_peaks,
     (select trim_scale(avg(1 - missing::numeric / total)) from channels where total > 0) as reliability
 """
 
@@ -358,14 +357,19 @@ def run(server_url: str) -> dict[str, float]:
         )
         with psycopg.connect(url, autocommit=True) as conn:
             mart = conn.execute(
-                "select d.day_log, r.reliability from marts.fct_telemetry_day as d "
+                "select d.day_log, d.segment_peak_user_counts, r.reliability from marts.fct_telemetry_day as d "
                 "join marts.fct_reliability_daily as r using (day) where d.day = %s",
                 (DAY,),
             ).fetchone()
-        hand_log, hand_reliability = hand[0]  # type: ignore[misc]
-        if mart is None or mart[0] != hand_log or abs(mart[1] - hand_reliability) > Decimal("1e-15"):
+        hand_log, hand_peaks, hand_reliability = hand[0]  # type: ignore[misc]
+        if (
+            mart is None
+            or mart[0] != hand_log
+            or mart[1] != hand_peaks
+            or abs(mart[2] - hand_reliability) > Decimal("1e-15")
+        ):
             raise AssertionError("dbt marts and the hand-written query disagree on the day log or reliability")
-        figures["dbt.daily_reliability"] = float(mart[1])
+        figures["dbt.daily_reliability"] = float(mart[2])
 
         hour_start = day_start + dt.timedelta(hours=12)
 

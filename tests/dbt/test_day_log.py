@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import Any
 
@@ -11,13 +12,82 @@ from tests.dbt.scenario import NEXT_DAY
 
 ZEROS_22 = [0] * 22
 
+SEGMENT_LIST, USER_MAP, NUMBER = "segment list", "user map", "number"
+
+# The original Teiserver day-log document, transcribed key for key from its documentation
+# ("Day by day"): its consumers read these keys, so day_log must have exactly these.
+ORIGINAL_DAY_LOG = {
+    "battles": {
+        "in_progress": SEGMENT_LIST,
+        "lobby": SEGMENT_LIST,
+        "total": SEGMENT_LIST,
+    },
+    "aggregates": {
+        "stats": {
+            "accounts_created": NUMBER,
+            "unique_users": NUMBER,
+            "unique_players": NUMBER,
+        },
+        "minutes": {
+            "player": NUMBER,
+            "spectator": NUMBER,
+            "lobby": NUMBER,
+            "menu": NUMBER,
+            "total": NUMBER,
+        },
+    },
+    "user_counts": {
+        "player": SEGMENT_LIST,
+        "spectator": SEGMENT_LIST,
+        "lobby": SEGMENT_LIST,
+        "menu": SEGMENT_LIST,
+        "total": SEGMENT_LIST,
+    },
+    "minutes_per_user": {
+        "total": USER_MAP,
+        "player": USER_MAP,
+        "spectator": USER_MAP,
+        "lobby": USER_MAP,
+        "menu": USER_MAP,
+    },
+}
+
+
+def contract_day_log() -> dict[str, Any]:
+    """The original's shape plus what the contract adds: the day's peaks and the distinct battles
+    (the original's to-do) in aggregates.stats, and the per-segment averages beside user_counts."""
+    shape = copy.deepcopy(ORIGINAL_DAY_LOG)
+    states = ("player", "spectator", "lobby", "menu", "total")
+    shape["aggregates"]["stats"]["peak_user_counts"] = dict.fromkeys(states, NUMBER)
+    shape["aggregates"]["stats"]["battles"] = NUMBER
+    shape["average_user_counts"] = dict.fromkeys(states, SEGMENT_LIST)
+    return shape
+
+
+def key_tree(value: object, like: object = None) -> object:
+    """The keys of a document at every level, with segment lists, user maps and numbers as leaves.
+
+    `like` only says where a user map (user id -> minutes) may stand; anywhere else a mapping is
+    walked into, so an extra or a missing key shows at any depth.
+    """
+    if isinstance(value, list):
+        return SEGMENT_LIST
+    if isinstance(value, dict):
+        if like == USER_MAP and all(k.isdigit() and isinstance(v, int) for k, v in value.items()):
+            return USER_MAP
+        return {k: key_tree(v, like.get(k) if isinstance(like, dict) else None) for k, v in value.items()}
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return NUMBER
+    return repr(value)
+
 
 def day_row(warehouse: DbtWarehouse, day: object) -> dict[str, Any]:
     rows = warehouse.rows(
         """
         select day, segment_minutes, segment_count, minutes_observed, unique_users, unique_players,
                accounts_created, battles, minutes_player, minutes_spectator, minutes_lobby, minutes_menu,
-               minutes_total, peak_player, peak_spectator, peak_lobby, peak_menu, peak_total, day_log
+               minutes_total, peak_player, peak_spectator, peak_lobby, peak_menu, peak_total, day_log,
+               segment_peak_user_counts
         from marts.fct_telemetry_day where day = %s
         """,
         (day,),
@@ -43,6 +113,7 @@ def day_row(warehouse: DbtWarehouse, day: object) -> dict[str, Any]:
         "peak_menu",
         "peak_total",
         "day_log",
+        "segment_peak_user_counts",
     ]
     return dict(zip(names, rows[0], strict=True))
 
@@ -50,7 +121,8 @@ def day_row(warehouse: DbtWarehouse, day: object) -> dict[str, Any]:
 def test_day_log_segments_follow_the_minutes_present(warehouse: DbtWarehouse) -> None:
     # Segment 0 has minutes 00:00 (two servers), 00:01 and 00:03 (00:02 missing): n = 3.
     # Segment 1 has 01:10 only; segments 2..23 are empty.
-    log = day_row(warehouse, DAY)["day_log"]
+    row = day_row(warehouse, DAY)
+    log = row["day_log"]
     third = Decimal(1) / 3
     assert [Decimal(str(v)) for v in log["battles"]["total"][:2]] == [Decimal("1.3333333333333333"), 1]
     assert abs(Decimal(str(log["battles"]["lobby"][0])) - third) < Decimal("1e-15")
@@ -64,7 +136,7 @@ def test_day_log_segments_follow_the_minutes_present(warehouse: DbtWarehouse) ->
     }
     assert log["average_user_counts"]["total"] == [3, 1, *ZEROS_22]
     assert log["average_user_counts"]["menu"] == [1, 0, *ZEROS_22]
-    assert log["peak_user_counts"] == {
+    assert row["segment_peak_user_counts"] == {
         "player": [3, 1, *ZEROS_22],
         "spectator": [1, 1, *ZEROS_22],
         "lobby": [1, 0, *ZEROS_22],
@@ -77,9 +149,14 @@ def test_day_log_aggregates_and_minutes_per_user(warehouse: DbtWarehouse) -> Non
     row = day_row(warehouse, DAY)
     log = row["day_log"]
     assert log["aggregates"] == {
-        "stats": {"accounts_created": 2, "unique_users": 7, "unique_players": 3, "battles": 3},
+        "stats": {
+            "accounts_created": 2,
+            "unique_users": 7,
+            "unique_players": 3,
+            "peak_user_counts": {"player": 3, "spectator": 1, "lobby": 1, "menu": 2, "total": 6},
+            "battles": 3,
+        },
         "minutes": {"player": 5, "spectator": 2, "lobby": 1, "menu": 3, "total": 10},
-        "peak_user_counts": {"player": 3, "spectator": 1, "lobby": 1, "menu": 2, "total": 6},
     }
     # user 1 is on servers A and B at 00:00: 2 in user counts, 1 in their own minutes
     assert log["minutes_per_user"] == {
@@ -89,15 +166,7 @@ def test_day_log_aggregates_and_minutes_per_user(warehouse: DbtWarehouse) -> Non
         "lobby": {"2": 1},
         "menu": {"4": 1, "5": 1, "6": 1},
     }
-    assert set(log) == {
-        "battles",
-        "aggregates",
-        "user_counts",
-        "average_user_counts",
-        "peak_user_counts",
-        "minutes_per_user",
-    }
-    scalars = {k: v for k, v in row.items() if k != "day_log"}
+    scalars = {k: v for k, v in row.items() if k not in ("day_log", "segment_peak_user_counts")}
     assert scalars == {
         "day": DAY,
         "segment_minutes": 60,
@@ -156,3 +225,15 @@ def test_minutes_per_user_weekly(warehouse: DbtWarehouse) -> None:
 def test_event_counts_daily(warehouse: DbtWarehouse) -> None:
     rows = warehouse.rows("select day, channel, event, events, users from marts.fct_event_counts_daily order by 1, 2")
     assert rows == [(DAY, "user", "login", 3, 2), (NEXT_DAY, "app", "open", 1, 1)]
+
+
+def test_day_log_has_the_original_documents_key_tree(warehouse: DbtWarehouse) -> None:
+    expected = contract_day_log()
+    logs = warehouse.rows("select day, day_log from marts.fct_telemetry_day order by day")
+    assert [day for day, _ in logs] == [DAY, NEXT_DAY]
+    for day, log in logs:
+        assert key_tree(log, expected) == expected, day
+    # the per-segment peaks left the document for a column of their own
+    assert key_tree(day_row(warehouse, DAY)["segment_peak_user_counts"]) == dict.fromkeys(
+        ("player", "spectator", "lobby", "menu", "total"), SEGMENT_LIST
+    )

@@ -88,7 +88,9 @@ class Oracle:
             "battles": {k: [mean([m["battles_" + k] for m in seg]) for seg in per] for k in BATTLE_KINDS},
             "user_counts": {s: [Fraction(sum(m[s] for m in seg)) for seg in per] for s in STATES},
             "average_user_counts": {s: [mean([m[s] for m in seg]) for seg in per] for s in STATES},
-            "peak_user_counts": {s: [Fraction(max((m[s] for m in seg), default=0)) for seg in per] for s in STATES},
+            "segment_peak_user_counts": {
+                s: [Fraction(max((m[s] for m in seg), default=0)) for seg in per] for s in STATES
+            },
         }
 
 
@@ -154,7 +156,7 @@ def day_row(built: Built) -> dict[str, Any]:
         """
         select minutes_observed, segment_minutes, segment_count, unique_users, unique_players, accounts_created,
                battles, minutes_player, minutes_spectator, minutes_lobby, minutes_menu, minutes_total,
-               peak_player, peak_spectator, peak_lobby, peak_menu, peak_total, day_log
+               peak_player, peak_spectator, peak_lobby, peak_menu, peak_total, day_log, segment_peak_user_counts
         from marts.fct_telemetry_day where day = %s
         """,
         (DAY,),
@@ -179,6 +181,7 @@ def day_row(built: Built) -> dict[str, Any]:
         "peak_menu",
         "peak_total",
         "day_log",
+        "segment_peak_user_counts",
     ]
     return dict(zip(names, rows[0], strict=True))
 
@@ -189,11 +192,10 @@ def test_day_aggregates_equal_the_truth_exactly(built: Built) -> None:
     stats = {k: summary[k] for k in ("accounts_created", "unique_users", "unique_players", "battles")}
     assert summary["accounts_created"] > 0 and summary["battles"] > 0
     assert row["day_log"]["aggregates"] == {
-        "stats": stats,
+        "stats": {**stats, "peak_user_counts": summary["peak_user_counts"]},
         "minutes": summary["minutes"],
-        "peak_user_counts": summary["peak_user_counts"],
     }
-    scalars = {k: v for k, v in row.items() if k != "day_log"}
+    scalars = {k: v for k, v in row.items() if k not in ("day_log", "segment_peak_user_counts")}
     assert scalars == {
         "minutes_observed": 1440,
         "segment_minutes": SEGMENT_MINUTES,
@@ -213,10 +215,11 @@ def test_day_log_minutes_per_user_equal_the_truth_exactly(built: Built) -> None:
 
 
 def test_day_log_segments_equal_the_records_sent(built: Built) -> None:
-    log = day_row(built)["day_log"]
+    row = day_row(built)
+    log = {**row["day_log"], "segment_peak_user_counts": row["segment_peak_user_counts"]}
     expected = built.oracle.segments()
     assert len(built.oracle.minutes) == 1440
-    for section in ("user_counts", "peak_user_counts"):
+    for section in ("user_counts", "segment_peak_user_counts"):
         assert log[section] == {k: [int(v) for v in values] for k, values in expected[section].items()}, section
     for section in ("battles", "average_user_counts"):
         assert set(log[section]) == set(expected[section]), section

@@ -219,16 +219,16 @@ final as (
                     'accounts_created', accounts_created,
                     'unique_users', unique_users,
                     'unique_players', unique_players,
+                    'peak_user_counts', jsonb_build_object(
+                        {%- for state in states %}
+                        '{{ state }}', {{ state }}_peak{{ "," if not loop.last }}
+                        {%- endfor %}
+                    ),
                     'battles', battles
                 ),
                 'minutes', jsonb_build_object(
                     {%- for state in states %}
                     '{{ state }}', {{ state }}_minutes{{ "," if not loop.last }}
-                    {%- endfor %}
-                ),
-                'peak_user_counts', jsonb_build_object(
-                    {%- for state in states %}
-                    '{{ state }}', {{ state }}_peak{{ "," if not loop.last }}
                     {%- endfor %}
                 )
             ),
@@ -242,17 +242,18 @@ final as (
                 '{{ state }}', {{ state }}_average_list{{ "," if not loop.last }}
                 {%- endfor %}
             ),
-            'peak_user_counts', jsonb_build_object(
-                {%- for state in states %}
-                '{{ state }}', {{ state }}_peak_list{{ "," if not loop.last }}
-                {%- endfor %}
-            ),
             'minutes_per_user', jsonb_build_object(
                 {%- for state in states %}
                 '{{ state }}', {{ state }}_minutes_per_user{{ "," if not loop.last }}
                 {%- endfor %}
             )
-        ) as day_log
+        ) as day_log,
+        -- outside day_log, whose shape is the original document's, which has no per-segment peaks
+        jsonb_build_object(
+            {%- for state in states %}
+            '{{ state }}', {{ state }}_peak_list{{ "," if not loop.last }}
+            {%- endfor %}
+        ) as segment_peak_user_counts
     from day_figures
 )
 

@@ -10,7 +10,9 @@
   (one row per user and period: period, funnel, depth, step_seconds, is_immature):
     users                     chosen attempts that reached at least the step
     conversion_from_start     users / users at step 1
-    conversion_from_previous  users / users at the previous step (null for step 1)
+    conversion_from_previous  users / users at the previous step; 1 at step 1 (every entrant
+                              reached it, as PostHog shows it)
+  Conversions are exact (numeric division, never rounded): rounding is for display.
     immature                  chosen attempts that stopped at the previous step and whose
                               window is still open (not drop-off)
     drop_off                  users at the previous step - users - immature (null for step 1)
@@ -89,8 +91,11 @@ final as (
         channel,
         event,
         users,
-        trim_scale(round(users::numeric / nullif(entered, 0), 6)) as conversion_from_start,
-        trim_scale(round(users::numeric / nullif(previous_users, 0), 6)) as conversion_from_previous,
+        trim_scale(users::numeric / nullif(entered, 0)) as conversion_from_start,
+        case
+            when step = 1 then 1
+            else trim_scale(users::numeric / nullif(previous_users, 0))
+        end as conversion_from_previous,
         previous_users - users - immature as drop_off,
         immature,
         median_seconds_to_step,

@@ -149,7 +149,10 @@ per_step as (
     group by 1, 2
 )
 select funnel, step, users,
-       trim_scale(round(users::numeric / nullif(lag(users) over (partition by funnel order by step), 0), 6))
+       case
+           when step = 1 then 1
+           else trim_scale(users::numeric / nullif(lag(users) over (partition by funnel order by step), 0))
+       end
 from per_step
 order by 1, 2
 """

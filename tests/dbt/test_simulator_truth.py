@@ -373,12 +373,15 @@ def test_funnel_conversions_match_the_configured_drop_off(built: Built) -> None:
     for funnel in CONFIG.funnels:
         counts = [n for name, n in attempts if name == funnel.name]
         assert got[(funnel.name, 1)][0] == len(counts)
+        assert got[(funnel.name, 1)][1] == 1  # every entrant reached step 1
         for step in range(2, len(funnel.steps) + 1):
             chances = [1 - (1 - q ** (step - 1)) ** n for n in counts]
             mean = sum(chances)
             sigma = math.sqrt(sum(p * (1 - p) for p in chances))
             users, conversion_from_previous, *_ = got[(funnel.name, step)]
             assert abs(users - mean) <= 4 * sigma + 1e-9, (funnel.name, step, users, mean, sigma)
-            assert conversion_from_previous == round(Decimal(users) / got[(funnel.name, step - 1)][0], 6)
+            assert close(
+                conversion_from_previous, Fraction(users, got[(funnel.name, step - 1)][0]), Fraction(1, 10**18)
+            )
             checked += 1
     assert checked == 6

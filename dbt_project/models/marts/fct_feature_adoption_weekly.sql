@@ -135,12 +135,13 @@ final as (
         event,
         adopters,
         active_users,
-        trim_scale(round(share, 6)) as adoption_share,
+        trim_scale(share) as adoption_share,
         previous_adopters,
         previous_active_users,
-        trim_scale(round(previous_share, 6)) as previous_adoption_share,
-        trim_scale(round(share - previous_share, 6)) as share_change,
-        trim_scale(round(z_score, 4)) as z_score,
+        trim_scale(previous_share) as previous_adoption_share,
+        trim_scale(share - previous_share) as share_change,
+        -- a statistic, irrational in general: its double is as exact as it gets
+        z_score::double precision as z_score,
         case
             when previous_share is null then null
             when z_score >= {{ z }} and share - previous_share >= {{ min_change }} then 'up'

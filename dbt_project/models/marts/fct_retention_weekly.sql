@@ -88,9 +88,9 @@ final as (
         cells.is_mature,
         case when cells.is_mature then coalesce(exact.users, 0) end as users_exact,
         case when cells.is_mature then on_or_after.users end as users_on_or_after,
-        case when cells.is_mature then trim_scale(round(coalesce(exact.users, 0)::numeric / cells.cohort_size, 6)) end
+        case when cells.is_mature then trim_scale(coalesce(exact.users, 0)::numeric / cells.cohort_size) end
             as retention_exact,
-        case when cells.is_mature then trim_scale(round(on_or_after.users::numeric / cells.cohort_size, 6)) end
+        case when cells.is_mature then trim_scale(on_or_after.users::numeric / cells.cohort_size) end
             as retention_on_or_after
     from cells
     left join exact

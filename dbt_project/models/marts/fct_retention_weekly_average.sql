@@ -18,11 +18,11 @@ final as (
         coalesce(sum(cohort_size) filter (where is_mature), 0)::bigint as cohort_users,
         coalesce(sum(users_exact) filter (where is_mature), 0)::bigint as users_exact,
         coalesce(sum(users_on_or_after) filter (where is_mature), 0)::bigint as users_on_or_after,
-        trim_scale(round(sum(users_exact) filter (where is_mature)::numeric / nullif(sum(cohort_size) filter (where is_mature), 0), 6))
+        trim_scale(sum(users_exact) filter (where is_mature)::numeric / nullif(sum(cohort_size) filter (where is_mature), 0))
             as retention_exact,
-        trim_scale(round(
-            sum(users_on_or_after) filter (where is_mature)::numeric / nullif(sum(cohort_size) filter (where is_mature), 0), 6
-        )) as retention_on_or_after
+        trim_scale(
+            sum(users_on_or_after) filter (where is_mature)::numeric / nullif(sum(cohort_size) filter (where is_mature), 0)
+        ) as retention_on_or_after
     from cells
     group by week_offset
 )

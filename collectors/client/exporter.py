@@ -47,6 +47,8 @@ CONFIGURATION = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DEN
 RESEND_ROUNDS = 5  # times records the receiver had no time for are sent again before they are spooled
 # gRPC's own answer when the call could not even be sent (metadata it cannot encode): no retry will help
 CLIENT_SIDE_DETAILS = ("Invalid metadata",)
+# the receiver is at its concurrency cap (RESOURCE_EXHAUSTED, but not about this batch): retry later
+BUSY_DETAILS = ("Concurrent RPC limit exceeded",)
 
 
 @dataclass(frozen=True)
@@ -115,12 +117,17 @@ class PushResult:
         self.deferred += other.deferred
 
 
+def _unreachable(error: BaseException) -> bool:
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def _transient(error: BaseException) -> bool:
     if not isinstance(error, grpc.RpcError):
         return False
-    if error.code() == grpc.StatusCode.INTERNAL and (error.details() or "").startswith(CLIENT_SIDE_DETAILS):
+    code, details = error.code(), error.details() or ""
+    if code == grpc.StatusCode.INTERNAL and details.startswith(CLIENT_SIDE_DETAILS):
         return False
-    return error.code() in TRANSIENT
+    return code in TRANSIENT or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith(BUSY_DETAILS))
 
 
 class IngestClient:
@@ -165,11 +172,14 @@ class IngestClient:
         self.max_batch_records = max_batch_records
         self.max_batch_bytes = max_batch_bytes
         self.timeout = timeout
+        wait = wait_exponential_jitter(multiplier=backoff, max=max_backoff, jitter=backoff)
         self._retry = Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(multiplier=backoff, max=max_backoff, jitter=backoff),
-            retry=retry_if_exception(_transient),
-            reraise=True,
+            stop=stop_after_attempt(attempts), wait=wait, retry=retry_if_exception(_transient), reraise=True
+        )
+        # a spooled batch is retried at once only when the receiver could not be reached (quick to find out); one
+        # that timed out waits for its own next turn instead of holding up the batches behind it
+        self._retry_spooled = Retrying(
+            stop=stop_after_attempt(attempts), wait=wait, retry=retry_if_exception(_unreachable), reraise=True
         )
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="push") if max_in_flight > 1 else None
         self._spool_lock = threading.Lock()
@@ -242,7 +252,7 @@ class IngestClient:
                     result.waiting_batches += 1
                     continue
                 try:
-                    ack = self._call(batch.method, batch.read(), retry=False)
+                    ack = self._call(batch.method, batch.read(), retrying=self._retry_spooled)
                 except IngestError as refused:
                     if refused.code in CONFIGURATION:
                         raise
@@ -318,13 +328,11 @@ class IngestClient:
         getattr(request, spec.field).extend(records)
         return request.SerializeToString()
 
-    def _call(self, method: str, payload: bytes, *, retry: bool = True) -> pb.IngestAck:
-        call = self._calls[method]
+    def _call(self, method: str, payload: bytes, *, retrying: Retrying | None = None) -> pb.IngestAck:
         try:
-            if retry:
-                response = self._retry(call, payload, timeout=self.timeout, metadata=self._metadata)
-            else:
-                response = call(payload, timeout=self.timeout, metadata=self._metadata)
+            response = (retrying or self._retry)(
+                self._calls[method], payload, timeout=self.timeout, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             if _transient(error):
                 raise

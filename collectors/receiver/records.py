@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import numpy as np
 
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
@@ -212,15 +213,36 @@ def _count(value: int, field: str, high: int = INT32_MAX) -> int:
     return value
 
 
-def _user_ids(values: Sequence[int], field: str, limit: int) -> list[int]:
+class IdArray:
+    """The user ids of one state list as int64s, 8 bytes an id rather than a Python int each (a snapshot may list
+    tens of thousands); the writer COPYs it as ``int8[]`` straight from the array."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdArray) and np.array_equal(self.values, other.values)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def tolist(self) -> list[int]:
+        return self.values.tolist()
+
+
+def _user_ids(values: Sequence[int], field: str, limit: int) -> IdArray:
     if len(values) > limit:
         raise RecordRefused(f"{field} lists more than {limit} users")
-    ids = list(values)
-    if ids and min(ids) < 0:
+    ids = np.fromiter(values, dtype=np.int64, count=len(values))
+    if ids.size and ids.min() < 0:
         raise RecordRefused(f"{field} contains a negative user id")
-    if len(set(ids)) != len(ids):
+    if np.unique(ids).size != ids.size:
         raise RecordRefused(f"{field} lists a user more than once")
-    return ids
+    return IdArray(ids)
 
 
 # --------------------------------------------------------------------------- minute snapshots
@@ -268,11 +290,10 @@ def snapshot_row(msg: pb.MinuteSnapshot, limits: Limits, batch_id: uuid.UUID) ->
     clients = msg.clients
     limit = limits.max_ids_per_list
     total = _user_ids(clients.total, "clients.total", limit)
-    total_set = set(total)
     states = []
     for state in STATES:
         ids = _user_ids(getattr(clients, state), f"clients.{state}", limit)
-        if not total_set.issuperset(ids):
+        if ids.values.size and not np.isin(ids.values, total.values, assume_unique=True).all():
             raise RecordRefused(f"clients.{state} lists users missing from clients.total")
         states.append(ids)
     battles = msg.battles
@@ -559,14 +580,18 @@ def canonical_json(text: str | bytes) -> str:
 def without_excluded(text: str | bytes, privacy: Privacy, under: str | None = None) -> str | bytes | None:
     """The JSON object ``text`` with the excluded payload fields removed (the payload is ``text`` itself, or its
     member ``under``); ``text`` itself when there is nothing to remove; None when it cannot be parsed (it might
-    hold an excluded field under any spelling, ``\\u`` escapes included) or cannot be re-encoded, so that nothing
-    of it should be kept."""
+    hold an excluded field under any spelling, ``\\u`` escapes included), when the payload is not an object (its
+    arrays are not looked into) or when it cannot be re-encoded, so that nothing of it should be kept."""
     try:
         value = _EXACT_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
     except (ValueError, RecursionError):  # RecordRefused and UnicodeDecodeError are ValueErrors
         return None
+    if under is not None and isinstance(value, dict) and under not in value:
+        return text  # no payload at all
     payload = value.get(under) if under is not None and isinstance(value, dict) else value
-    if not isinstance(payload, dict) or not privacy.has_excluded(payload):
+    if not isinstance(payload, dict):
+        return None  # an array (or worse) may hold the field anywhere inside
+    if not privacy.has_excluded(payload):
         return text
     privacy.drop_excluded(payload)
     try:

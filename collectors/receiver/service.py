@@ -6,6 +6,8 @@ maps :class:`BatchRefused` to its own status codes. Nothing here knows about gRP
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
 import enum
 import functools
@@ -27,6 +29,20 @@ from collectors.receiver.writer import BatchWriter, Reject, TableWrite
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "telemetry.v1.TelemetryIngest"
+# After a batch this large, give the memory it took back to the system: glibc keeps freed memory in per-thread
+# arenas, so a few large batches would otherwise leave the receiver's RSS at their peak for good.
+RETURN_MEMORY_AFTER_BYTES = 1 << 20
+
+
+def _malloc_trim() -> Callable[[], object]:
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return lambda: None
+    return lambda: trim(0)
+
+
+return_free_memory = _malloc_trim()
 
 
 class Refusal(enum.Enum):
@@ -143,7 +159,12 @@ class IngestService:
             raise BatchRefused(
                 Refusal.MALFORMED, f"request is not a valid {endpoint.request.__name__}: {error}"
             ) from None
-        return self.ingest_records(endpoint, getattr(request, endpoint.field), request.batch_id, deadline=deadline)
+        try:
+            return self.ingest_records(endpoint, getattr(request, endpoint.field), request.batch_id, deadline=deadline)
+        finally:
+            if len(payload) >= RETURN_MEMORY_AFTER_BYTES:
+                del request
+                return_free_memory()
 
     def ingest_records(
         self, endpoint: Endpoint, items: Sequence[Message], batch_id: str, *, deadline: float | None = None

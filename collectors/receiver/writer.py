@@ -4,10 +4,12 @@ Fast path: COPY straight into the partitioned tables inside a savepoint. Duplica
 a batch), so only when that COPY hits a unique violation do we roll back to the savepoint, COPY into a
 temporary table and ``INSERT ... ON CONFLICT DO NOTHING`` per day, which counts duplicates. If the database
 refuses a value that validation let through (a JSON payload with a lone surrogate escape or a number beyond
-``numeric``, a key too large for its unique index), the batch is cut in halves, each landed in a savepoint of
-its own, down to the refused records, which go to ``raw.rejects``: one bad record costs about two passes over
-the batch, not a statement per row. A batch's records may land in several tables (an ``account_created``
-event also lands in ``raw.accounts_created``): a record's rows land together or not at all.
+``numeric``, a key too large for its unique index), the batch lands part by part, each part in a savepoint of
+its own: the COPY error names the refused row, so the rows before it land as a part, the refused record goes to
+``raw.rejects`` and the rest is tried again (a refusal that names no row halves its part instead). The batch is
+copied about twice in all, whatever the number of refused records, never a statement per row. A batch's
+records may land in several tables (an ``account_created`` event also lands in ``raw.accounts_created``): a
+record's rows land together or not at all.
 
 The work stops at a deadline (the client's, less a margin): what is neither stored nor refused by then is
 answered as "resend" (``BatchOutcome.deferred``), so a client never waits past its deadline for an answer.
@@ -22,17 +24,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
+import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
-from collectors.receiver.records import Kept, TableSpec
+from collectors.receiver.records import IdArray, Kept, TableSpec
 
 PARTITION_CACHE_SECONDS = 60.0
 MAX_REJECT_BYTES = 64 * 1024
@@ -79,6 +86,10 @@ class TableWrite:
 
     def reject(self, position: int, reason: str) -> Reject:
         return Reject.of(self.indexes[position], reason, self.keep(self.messages[position]))
+
+    def reject_index(self, index: int, reason: str) -> Reject:
+        """The reject of the record at batch index ``index``, kept from this write's first row of it."""
+        return self.reject(self.indexes.index(index), reason)
 
     def only(self, indexes: set[int] | frozenset[int]) -> TableWrite:
         """The rows of the records in ``indexes``."""
@@ -163,6 +174,28 @@ def _json_text(value: str) -> str:
     return value
 
 
+_INT8 = postgres.types["int8"]
+_ARRAY_HEADER = struct.Struct("!iiiii")  # dimensions, has nulls, element type, length, lower bound
+_ARRAY_ELEMENTS = np.dtype([("length", ">i4"), ("value", ">i8")])
+
+
+class IdArrayDumper(Dumper):
+    """``int8[]`` in PostgreSQL's binary array format, built by numpy from an :class:`IdArray` (or a list)
+    without a Python object per element."""
+
+    format = Format.BINARY
+    oid = _INT8.array_oid
+
+    def dump(self, obj: object) -> bytes:
+        values = obj.values if isinstance(obj, IdArray) else np.asarray(obj, dtype=np.int64)
+        if not values.size:
+            return struct.pack("!iii", 0, 0, _INT8.oid)
+        elements = np.empty(values.size, dtype=_ARRAY_ELEMENTS)
+        elements["length"] = 8
+        elements["value"] = values
+        return _ARRAY_HEADER.pack(1, 0, _INT8.oid, values.size, 1) + elements.tobytes()
+
+
 def _day(value: dt.datetime) -> dt.date:
     return value.astimezone(dt.UTC).date()
 
@@ -170,6 +203,23 @@ def _day(value: dt.datetime) -> dt.date:
 def _days(write: TableWrite) -> list[dt.date]:
     p = write.spec.partition_index
     return [_day(row[p]) for row in write.rows]
+
+
+_COPY_ROW = re.compile(r"COPY [^,]+, line (\d+)")
+
+
+def _copy_row(error: psycopg.Error) -> int | None:
+    """The position of the row a failed COPY names in its error context (``COPY t, line 7, ...``), if any."""
+    match = _COPY_ROW.search(error.diag.context or "")
+    return int(match.group(1)) - 1 if match else None
+
+
+class _PartRefused(Exception):
+    """The database refused a part: ``error``, and when it says, the ``write`` and ``row`` it refused."""
+
+    def __init__(self, error: psycopg.Error, write: TableWrite | None = None, row: int | None = None) -> None:
+        super().__init__(str(error))
+        self.error, self.write, self.row = error, write, row
 
 
 REJECT_COLUMNS = (
@@ -218,6 +268,7 @@ class BatchWriter:
             return outcome
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             set_json_dumps(_json_text, cur)
+            cur.adapters.register_dumper(IdArray, IdArrayDumper)
             writes = self._drop_unpartitioned(conn, writes, outcome)
             if any(write.rows for write in writes):
                 self._land(conn, cur, writes, outcome, deadline)
@@ -295,6 +346,31 @@ class BatchWriter:
                     self._insert_deduplicated(cur, write, counted[write.spec.table])
         return counted
 
+    def _land_part(
+        self, conn: psycopg.Connection, cur: psycopg.Cursor, writes: Sequence[TableWrite], staged: bool
+    ) -> dict[str, TableOutcome]:
+        """Land one part: COPY straight in (``staged`` False), or through staging tables when the batch holds
+        duplicates. Raises :class:`_PartRefused` naming the write (and, when the error says, the row)."""
+        if staged:
+            try:
+                return self._land_deduplicated(conn, cur, writes)
+            except REFUSED_VALUE as error:
+                raise _PartRefused(error) from error
+        counted = {write.spec.table: TableOutcome() for write in writes}
+        with conn.transaction():
+            for write in writes:
+                if not write.rows:
+                    continue
+                spec = write.spec
+                try:
+                    copy_rows(cur, sql.Identifier("raw", spec.table), spec.columns, write.rows, spec.types)
+                except REFUSED_VALUE as error:
+                    if isinstance(error, errors.UniqueViolation):
+                        raise
+                    raise _PartRefused(error, write, _copy_row(error)) from error
+                counted[spec.table].accepted_by_day.update(_days(write))
+        return counted
+
     def _land_in_parts(
         self,
         conn: psycopg.Connection,
@@ -303,8 +379,12 @@ class BatchWriter:
         outcome: BatchOutcome,
         deadline: float | None,
     ) -> None:
-        """Land the records of ``writes`` part by part, halving every part the database refuses, down to the
-        refused records (rejects). Parts left when the deadline passes are deferred."""
+        """Land the records of ``writes`` part by part, down to the records the database refuses (rejects).
+
+        When a COPY names the refused row, the records before it land as a part, the refused record is
+        rejected and the rest is a part of its own; otherwise the part is halved (record by record once it is
+        small). Parts left when the deadline passes are deferred."""
+        staged = False
         pending = [sorted({index for write in writes for index in write.indexes})]
         while pending:
             part = pending.pop()
@@ -314,27 +394,39 @@ class BatchWriter:
                     outcome.deferred += rest
                 outcome.deferred.sort()
                 return
-            wanted = frozenset(part)
-            subset = [write.only(wanted) for write in writes]
+            subset = [write.only(frozenset(part)) for write in writes]
             try:
-                counted = self._land_deduplicated(conn, cur, subset)
-            except REFUSED_VALUE as error:
-                if len(part) == 1:
-                    self._reject_refused(subset, error, outcome)
-                elif len(part) <= SINGLES_BELOW:
-                    pending += [[index] for index in reversed(part)]
-                else:
-                    half = len(part) // 2
-                    pending += [part[half:], part[:half]]
+                counted = self._land_part(conn, cur, subset, staged)
+            except errors.UniqueViolation:
+                staged = True  # duplicates in the batch: count them from now on
+                pending.append(part)
+                continue
+            except _PartRefused as refused:
+                pending += self._split(part, subset, refused, outcome)
                 continue
             for table, counts in counted.items():
                 outcome.tables[table].add(counts)
 
     @staticmethod
-    def _reject_refused(writes: Sequence[TableWrite], error: psycopg.Error, outcome: BatchOutcome) -> None:
-        reason = f"refused by the database: {error.diag.message_primary or error}"
-        first = next(write for write in writes if write.rows)  # the record's main row comes first
-        outcome.rejects.append(first.reject(0, reason))
+    def _split(
+        part: list[int], subset: Sequence[TableWrite], refused: _PartRefused, outcome: BatchOutcome
+    ) -> list[list[int]]:
+        """What to try next after ``part`` was refused (the parts to land, last first); rejects the record the
+        refusal names, if it names one."""
+        reason = f"refused by the database: {refused.error.diag.message_primary or refused.error}"
+        if refused.write is not None and refused.row is not None and refused.row < len(refused.write.rows):
+            bad = refused.write.indexes[refused.row]
+            outcome.rejects.append(next(w for w in subset if bad in w.indexes).reject_index(bad, reason))
+            position = part.index(bad)
+            return [rest for rest in (part[position + 1 :], part[:position]) if rest]
+        if len(part) == 1:
+            first = next(write for write in subset if write.rows)  # the record's main row comes first
+            outcome.rejects.append(first.reject(0, reason))
+            return []
+        if len(part) <= SINGLES_BELOW:
+            return [[index] for index in reversed(part)]
+        half = len(part) // 2
+        return [part[half:], part[:half]]
 
     def _insert_deduplicated(self, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome) -> None:
         spec = write.spec

@@ -22,12 +22,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
-from collectors.client import IngestClient, SpoolFullError
+from collectors.client import IngestClient, SpoolFullError, SpoolWriteError
 from collectors.client import spool as spool_module
 from collectors.config import RetentionDays, Settings
 from collectors.host.collector import HostCollector
@@ -38,7 +40,7 @@ from collectors.receiver.server import Receiver
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 from tests.collectors import records
-from tests.collectors.conftest import REPO_ROOT, TOKEN, free_port, report_figures
+from tests.collectors.conftest import REPO_ROOT, TOKEN, free_port, report_figures, wait_serving
 from tests.collectors.loadgen import Sender, assert_exactly_once, check_exactly_once
 
 pytestmark = pytest.mark.fault
@@ -365,3 +367,215 @@ def test_spool_replay_survives_a_crash_mid_write_and_a_damaged_batch(
     with psycopg.connect(warehouse_url) as db:
         assert db.execute("select count(*), count(*) filter (where message_id = 'never-spooled')"
                           " from raw.message_samples").fetchone() == (50, 0)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- poison batches
+
+
+def _events(count: int, bad: set[int], prefix: str) -> list[pb.ProductEvent]:
+    """``count`` events; those at ``bad`` carry a payload PostgreSQL refuses though it is valid JSON."""
+    events = []
+    for i in range(count):
+        event = records.event(f"{prefix}-{i}", minutes_ago=5)
+        if i in bad:
+            event.payload_json = '{"a": "\\ud800"}'  # a lone surrogate: jsonb refuses it
+        events.append(event)
+    return events
+
+
+def test_a_poison_batch_is_answered_within_the_deadline_and_lands_whole(warehouse_url: str, tmp_path: Path) -> None:
+    settings = Settings(database_url=warehouse_url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN)
+    running = Receiver(settings).start()
+    target = f"127.0.0.1:{running.port}"
+    timeout = 1.5
+    spool = tmp_path / "spool"
+    try:
+        with IngestClient(
+            target, TOKEN, spool_dir=spool, attempts=1, timeout=timeout, max_batch_records=20_000
+        ) as client:
+            # one refused value in 20,000 records: about two passes over the batch, well inside the deadline
+            started = time.monotonic()
+            one = client.push_product_events(_events(20_000, {12_345}, "one"))
+            one_seconds = time.monotonic() - started
+            assert (one.accepted, one.rejected, one.spooled_batches) == (19_999, 1, 0)
+            assert one.rejects[0][0] == 12_345 and one.rejects[0][1].startswith("refused by the database: ")
+            # every third record refused: more work than one deadline allows; each answer comes in time with the
+            # rest to resend, and the client resends it until all is stored or refused
+            many = set(range(0, 5_000, 3))
+            calls: list[float] = []
+            stub = client._calls["PushProductEvents"]
+
+            def timed(*args, **kwargs):
+                started = time.monotonic()
+                try:
+                    return stub(*args, **kwargs)
+                finally:
+                    calls.append(time.monotonic() - started)
+
+            client._calls["PushProductEvents"] = timed
+            result = client.push_product_events(_events(5_000, many, "many"))
+            while len(client.spool):  # what the resend rounds left, spooled: delivered by the next flushes
+                result.merge(client.flush_spool())
+            assert max(calls) < timeout and len(calls) > 1, calls  # never past the deadline; it had to resend
+            assert (result.accepted, result.rejected) == (5_000 - len(many), len(many))
+            newer = client.push_product_events(_events(10, set(), "newer"))  # nothing is wedged behind it
+            assert newer.accepted == 10 and newer.spooled_batches == 0
+    finally:
+        running.stop(grace=5)
+    with psycopg.connect(warehouse_url) as db:
+        landed = db.execute("select count(*) from raw.product_events").fetchone()[0]
+        rejects = db.execute(
+            "select count(*), count(distinct (batch_id, record_index)) from raw.rejects where source = 'product_events'"
+        ).fetchone()
+        deferred = db.execute("select coalesce(sum(deferred), 0) from quality.ingest_batches").fetchone()[0]
+    assert landed == 19_999 + 5_000 - len(many) + 10
+    assert rejects == (1 + len(many), 1 + len(many))  # each refused record once, however often it was resent
+    assert deferred > 0  # the receiver did run out of time, and said so instead of keeping the client waiting
+    report_figures(
+        "fault.poison_batch",
+        one_refused_in_20000_seconds=round(one_seconds, 2),
+        third_refused_calls=len(calls),
+        slowest_call_seconds=round(max(calls), 2),
+        client_deadline_seconds=timeout,
+        records_deferred_and_resent=deferred,
+    )
+
+
+class _SlowForSome:
+    """A stand-in receiver (a real gRPC server on loopback) that never answers in time for batches holding a
+    sample named ``stuck``, and acknowledges the others."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.delivered: list[str] = []
+        handler = grpc.unary_unary_rpc_method_handler(self.push)
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("telemetry.v1.TelemetryIngest", {"PushMessageSamples": handler}),)
+        )
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def push(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        samples = pb.PushMessageSamplesRequest.FromString(request).samples
+        ids = [s.message_id for s in samples]
+        if "stuck" in ids:
+            time.sleep(self.delay)
+        else:
+            self.delivered += ids
+        return pb.PushMessageSamplesResponse(ack=pb.IngestAck(accepted=len(ids))).SerializeToString()
+
+
+def test_a_stuck_spooled_batch_never_blocks_newer_data_and_is_set_aside_after_its_tries(tmp_path: Path) -> None:
+    fake = _SlowForSome(delay=1.5)
+    target = f"127.0.0.1:{fake.port}"
+    try:
+        with IngestClient(
+            target, TOKEN, spool_dir=tmp_path / "spool", attempts=1, timeout=0.5, max_spool_attempts=3
+        ) as client:
+            stuck = pb.PushMessageSamplesRequest(samples=[records.sample("stuck")]).SerializeToString()
+            client.spool.put("PushMessageSamples", stuck)
+            for round_ in range(3):
+                (batch,) = [b for b in client.spool.batches()]
+                os.utime(batch.path, (0, 0))  # its back-off is over
+                result = client.push_message_samples([records.sample(f"new-{round_}")])
+                assert result.accepted == 1 and result.spooled_batches == 0  # newer data goes through at once
+            assert len(client.spool) == 0 and result.refused_batches == 1
+            (aside,) = client.spool.refused()
+            assert "not delivered after 3 tries; last: DEADLINE_EXCEEDED" in Path(f"{aside}.reason").read_text()
+            # between tries it waits its own back-off: a push right after a failed try does not touch it
+            client.spool.put("PushMessageSamples", stuck)
+            client.flush_spool()
+            waiting = client.flush_spool()
+            assert waiting.waiting_batches == 1 and waiting.delivered_batches == 0
+    finally:
+        fake.server.stop(0)
+    assert fake.delivered == ["new-0", "new-1", "new-2"]
+
+
+# --------------------------------------------------------------------------- unwritable spools
+
+
+@pytest.fixture
+def read_only_dir() -> Iterator[tuple[Path, str]]:
+    """An empty read-only filesystem (tmpfs mounted ro) when this process may mount one; else a directory
+    whose writes fail with EROFS, injected at the spool's file boundary. Yields (directory, which)."""
+    root = Path(tempfile.mkdtemp(prefix="telemetry-ro-"))
+    mounted = (
+        not os.environ.get("TELEMETRY_FAULT_NO_MOUNT")
+        and os.geteuid() == 0
+        and shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)], capture_output=True
+        ).returncode
+        == 0
+    )
+    try:
+        yield root, "read-only tmpfs" if mounted else "EROFS injected"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(root)], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _refuse_writes(*_args: object, **_kwargs: object):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+def test_an_unwritable_spool_holds_the_minutes_in_memory_and_sends_them_later(
+    read_only_dir: tuple[Path, str], warehouse_url: str, monkeypatch, receiver_process
+) -> None:
+    directory, kind = read_only_dir
+    if kind.startswith("EROFS"):
+        monkeypatch.setattr(spool_module, "open", _refuse_writes, raising=False)
+    port = free_port()  # nothing listens there yet
+    target = f"127.0.0.1:{port}"
+    # an empty read-only spool directory: the collector starts all the same
+    with IngestClient(target, TOKEN, spool_dir=directory, attempts=1, timeout=2) as down:
+        with pytest.raises(SpoolWriteError) as unwritable:
+            down.push_host_minutes([records.host_minute("probe")])
+        assert "cannot be written" in str(unwritable.value) and unwritable.value.unsaved == ((0, 1),)
+        collector = HostCollector(MinuteRollup("ro-host", period_seconds=60), down.push_host_minutes, interval=0.2)
+        first = collector.run(duration=0.7)  # receiver down, spool unwritable: held, not a crash
+    assert first.held == len(collector.held) >= 1 and first.push.spooled_batches == 0
+    held_samples = first.samples
+    monkeypatch.undo()
+    receiver_process(port=port)
+    with IngestClient(target, TOKEN, spool_dir=directory, attempts=2) as up:
+        collector.send = up.push_host_minutes
+        collector.rollup = MinuteRollup("ro-next", period_seconds=60)
+        second = collector.run(duration=0.7)
+    assert second.held == 0 and not collector.held
+    with psycopg.connect(warehouse_url) as db:
+        stored = dict(db.execute("select host_id, sum(samples) from raw.host_minutes group by host_id").fetchall())
+    assert stored == {"ro-host": held_samples, "ro-next": second.samples - held_samples}
+
+
+# --------------------------------------------------------------------------- a full log disk
+
+
+def test_the_receiver_starts_and_serves_when_its_log_disk_is_full(warehouse_url: str) -> None:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TELEMETRY_DATABASE_URL": warehouse_url,
+        "TELEMETRY_INGEST_TOKENS": TOKEN,
+        "TELEMETRY_METRICS_PORT": "0",
+    }
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        process = subprocess.Popen(
+            [sys.executable, "-m", "collectors.receiver.cli", "--listen", f"127.0.0.1:{port}"],
+            env=environment,
+            stdout=full,
+            stderr=full,
+        )
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        with IngestClient(f"127.0.0.1:{port}", TOKEN, attempts=2) as client:
+            assert client.push_message_samples([records.sample("logged-nowhere")]).accepted == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

@@ -6,15 +6,20 @@ from __future__ import annotations
 import ast
 import hmac
 import logging
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import errors, sql
 from pydantic import SecretStr
 
@@ -26,6 +31,8 @@ from collectors.receiver.cli import parse_args
 from collectors.receiver.server import Receiver
 from tests.collectors import records
 from tests.collectors.conftest import REPO_ROOT, TOKEN
+
+pytestmark = pytest.mark.security
 
 RAW_TABLES = ("minute_snapshots", "message_samples", "host_minutes", "product_events", "accounts_created")
 WRONG_TOKEN = "wrong-token-" + "y" * 20
@@ -368,3 +375,170 @@ def test_secrets_come_only_from_the_environment() -> None:
     assert "env_var(" in password_line
     secret_fields = {name for name, spec in Settings.model_fields.items() if spec.annotation is SecretStr}
     assert {"ingest_tokens", "receiver_key_salt"} <= secret_fields
+
+
+# --------------------------------------------------------------------------- stalled calls
+
+
+def _stalled_call(target: str, method: str, metadata: tuple, release: threading.Event) -> grpc.Future:
+    """A call that sends its headers but never its request (until ``release``): a slowloris of gRPC."""
+
+    def never() -> Iterator[bytes]:
+        release.wait()
+        yield b""
+
+    channel = grpc.insecure_channel(target)
+    call = channel.stream_unary(method, request_serializer=None, response_deserializer=None)
+    return call.future(never(), metadata=metadata, timeout=60)
+
+
+def test_stalled_calls_cannot_hold_the_receiver(warehouse_url: str) -> None:
+    workers = 4
+    running = Receiver(settings(warehouse_url, workers=workers, receive_timeout_seconds=3)).start()
+    target = f"127.0.0.1:{running.port}"
+    release = threading.Event()
+    ingest = "/telemetry.v1.TelemetryIngest/PushMessageSamples"
+    kinds = [
+        (ingest, ()),
+        (ingest, (("authorization", f"Bearer {WRONG_TOKEN}"),)),
+        ("/no.Such/Method", (("authorization", f"Bearer {TOKEN}"),)),
+        (ingest, (("authorization", f"Bearer {TOKEN}"),)),  # even with the right token
+    ]
+    try:
+        stalled = [_stalled_call(target, *kinds[i % len(kinds)], release) for i in range(4 * workers)]
+        time.sleep(0.5)  # every stalled call has reached the receiver
+        with grpc.insecure_channel(target) as channel, IngestClient(target, TOKEN, attempts=1, timeout=5) as client:
+            health = health_pb2_grpc.HealthStub(channel)
+            for round_ in range(3):
+                started = time.monotonic()
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                assert status == health_pb2.HealthCheckResponse.SERVING
+                assert client.push_message_samples([records.sample(f"m{round_}")]).accepted == 1
+                assert time.monotonic() - started < 1.0
+        # refused tokens and unknown methods were answered at once, not after their (never sent) request
+        early = [f.exception().code() for f in stalled if f.done()]
+        assert early.count(grpc.StatusCode.UNAUTHENTICATED) == 2 * workers
+        assert early.count(grpc.StatusCode.UNIMPLEMENTED) == workers
+        # an authenticated call that never sends its request is cut off after the receive timeout
+        authenticated = stalled[3 :: len(kinds)]
+        for future in authenticated:
+            assert future.exception(timeout=10).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "did not arrive within 3 s" in future.exception().details()
+    finally:
+        release.set()
+        running.stop(grace=1)
+
+
+def test_calls_beyond_the_concurrency_cap_are_refused_at_once(warehouse_url: str) -> None:
+    running = Receiver(settings(warehouse_url, max_concurrent_calls=4, receive_timeout_seconds=5)).start()
+    target = f"127.0.0.1:{running.port}"
+    release = threading.Event()
+    auth_md = (("authorization", f"Bearer {TOKEN}"),)
+    try:
+        held = [
+            _stalled_call(target, "/telemetry.v1.TelemetryIngest/PushHostMinutes", auth_md, release) for _ in range(4)
+        ]
+        time.sleep(0.5)
+        started = time.monotonic()
+        with IngestClient(target, TOKEN, attempts=1, timeout=5) as client, pytest.raises(grpc.RpcError) as busy:
+            client.push_host_minutes([records.host_minute()])
+        assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() - started < 1.0
+        release.set()
+        for future in held:
+            future.exception(timeout=10)
+    finally:
+        release.set()
+        running.stop(grace=1)
+
+
+# --------------------------------------------------------------------------- tokens a transport cannot carry
+
+
+def test_a_token_gRPC_cannot_send_is_refused_at_configuration_time(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="visible ASCII without spaces"):
+        IngestClient("127.0.0.1:1", TOKEN + "\n")
+    with pytest.raises(ValueError, match="token 2 must be visible ASCII"):
+        Settings(ingest_tokens=f"{TOKEN},two words")
+    assert Settings(ingest_tokens=f"{TOKEN}\n").token_list() == [TOKEN]  # a secret file's newline is not the token
+    done = subprocess.run(
+        [sys.executable, "-m", "collectors.host", "--minutes", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TELEMETRY_TOKEN": "", "TELEMETRY_INGEST_TOKENS": "", "TELEMETRY_TOKEN_FILE": ""},
+        timeout=60,
+    )
+    assert done.returncode == 2 and "TELEMETRY_TOKEN" in done.stderr
+
+
+def test_a_metadata_error_on_the_client_side_is_permanent_not_spooled(tmp_path: Path) -> None:
+    with IngestClient("127.0.0.1:1", TOKEN, spool_dir=tmp_path / "spool", attempts=3, timeout=2) as client:
+        client._metadata = (("authorization", f"Bearer {TOKEN}\n"),)  # what a token from a bad file would do
+        with pytest.raises(IngestError) as error:
+            client.push_message_samples([records.sample("m1")])
+        assert error.value.code == grpc.StatusCode.INTERNAL and "Invalid metadata" in error.value.details
+        assert len(client.spool) == 0  # nothing spooled forever
+
+
+# --------------------------------------------------------------------------- secrets on the command line
+
+
+def test_a_password_on_the_command_line_is_warned_about_and_a_file_form_exists(
+    receiver_process, warehouse_url: str, tmp_path: Path
+) -> None:
+    with_password = warehouse_url.replace("postgresql://postgres@", "postgresql://postgres:not-needed@")
+    # the warning (and a clean stop: the URL is otherwise fine, trust authentication ignores the password)
+    done = subprocess.run(
+        [sys.executable, "-m", "collectors.loader.cli", "--database-url", with_password, "--dry-run", __file__],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "--database-url carries a password" in done.stderr and "not-needed" not in done.stderr
+    url_file = tmp_path / "url"
+    url_file.write_text(with_password + "\n")
+    process, target = receiver_process(TELEMETRY_INGEST_DATABASE_URL_FILE=str(url_file))
+    with IngestClient(target, TOKEN) as client:
+        assert client.push_message_samples([records.sample("from-file")]).accepted == 1
+    assert "not-needed" not in " ".join(Path(f"/proc/{process.pid}/cmdline").read_text().split("\0"))
+
+
+def test_secrets_can_come_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text(f"{TOKEN},second-{TOKEN}\n")
+    (tmp_path / "url").write_text("postgresql://ingest:secret@db:5432/telemetry\n")
+    for name in ("TELEMETRY_INGEST_TOKENS", "TELEMETRY_INGEST_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TELEMETRY_INGEST_TOKENS_FILE", str(tmp_path / "tokens"))
+    monkeypatch.setenv("TELEMETRY_INGEST_DATABASE_URL_FILE", str(tmp_path / "url"))
+    loaded = Settings()
+    assert loaded.token_list() == [TOKEN, f"second-{TOKEN}"]
+    assert loaded.receiver_database_url == "postgresql://ingest:secret@db:5432/telemetry"
+    monkeypatch.setenv("TELEMETRY_INGEST_TOKENS_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="TELEMETRY_INGEST_TOKENS_FILE: cannot read"):
+        Settings()
+
+
+def test_tls_mistakes_get_clear_errors(warehouse_url: str, tmp_path: Path) -> None:
+    _, cert = _self_signed(tmp_path, "server")
+    other_key, _ = _self_signed(tmp_path, "other")
+    base = {
+        **os.environ,
+        "TELEMETRY_DATABASE_URL": warehouse_url,
+        "TELEMETRY_INGEST_TOKENS": TOKEN,
+        "TELEMETRY_METRICS_PORT": "0",
+    }
+    cases = [
+        ({"TELEMETRY_TLS_KEY_FILE": str(tmp_path / "missing.key")}, "cannot read the TLS key file"),
+        ({"TELEMETRY_TLS_KEY_FILE": str(other_key)}, "does not belong to the certificate"),
+        ({"TELEMETRY_TLS_KEY_FILE": str(tmp_path)}, "cannot read the TLS key file"),
+        ({"TELEMETRY_TLS_KEY_FILE": __file__}, "is not a PEM certificate and private key"),
+    ]
+    for env, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "collectors.receiver.cli", "--listen", "127.0.0.1:0"],
+            capture_output=True,
+            text=True,
+            env={**base, "TELEMETRY_TLS_CERT_FILE": str(cert), **env},
+            timeout=60,
+        )
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

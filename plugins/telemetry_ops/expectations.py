@@ -419,6 +419,14 @@ def raw_suite(table: RawTable, partitions: Sequence[Partition]) -> SuiteSpec:
                 where battles_lobby + battles_in_progress > battles_total
                 """,
             ),
+            no_rows(
+                "battle ids consistent: no battle listed twice, and no more battles listed than battles_total",
+                """
+                select server_id, minute, battles_total, battle_ids from batch_rows
+                where cardinality(battle_ids) > battles_total
+                   or cardinality(battle_ids) <> (select count(distinct b) from unnest(battle_ids) as b)
+                """,
+            ),
         ]
     if table.name == "host_minutes":
         expectations.append(
@@ -427,6 +435,17 @@ def raw_suite(table: RawTable, partitions: Sequence[Partition]) -> SuiteSpec:
                 """
                 select host_id, minute, cpu_percent_per_core from batch_rows
                 where exists (select 1 from unnest(cpu_percent_per_core) as v where v is null or v < 0 or v > 100)
+                """,
+            )
+        )
+        expectations.append(
+            no_rows(
+                "readings consistent: each maximum at least its average, memory used and free at most the total",
+                """
+                select host_id, minute, cpu_percent, cpu_percent_max, memory_percent, memory_percent_max,
+                       memory_total_bytes, memory_used_bytes, memory_free_bytes from batch_rows
+                where cpu_percent_max < cpu_percent - 1e-9 or memory_percent_max < memory_percent - 1e-9
+                   or memory_used_bytes > memory_total_bytes or memory_free_bytes > memory_total_bytes
                 """,
             )
         )

@@ -224,6 +224,42 @@ CORRUPTIONS = {
         """,
         frozenset({("raw_message_samples", "expect_query_to_return_no_rows", "raw.message_samples " + LEDGER)}),
     ),
+    # (g) a host minute whose maximum is below its average (the receiver refuses such a record today; rows
+    # landed before, or by another path, are still checked before they go)
+    "maximum_below_average": Corruption(
+        """
+        update raw.host_minutes_p{old_p} set cpu_percent_max = cpu_percent / 2
+        where (host_id, minute) = (
+            select host_id, minute from raw.host_minutes_p{old_p} where cpu_percent > 0
+            order by minute, host_id limit 1)
+        """,
+        frozenset(
+            {
+                (
+                    "raw_host_minutes",
+                    "expect_query_to_return_no_rows",
+                    "readings consistent: each maximum at least its average, memory used and free at most the total",
+                )
+            }
+        ),
+    ),
+    # (h) a snapshot listing more battle ids than it counts battles
+    "more_battle_ids_than_battles": Corruption(
+        """
+        update raw.minute_snapshots set battle_ids = array['x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', 'x9'],
+            battles_total = 1, battles_lobby = 1, battles_in_progress = 0
+        where (server_id, minute) = """
+        + FIRST_SNAPSHOT,
+        frozenset(
+            {
+                (
+                    "raw_minute_snapshots",
+                    "expect_query_to_return_no_rows",
+                    "battle ids consistent: no battle listed twice, and no more battles listed than battles_total",
+                )
+            }
+        ),
+    ),
 }
 
 

@@ -1,24 +1,75 @@
 {#-
-  Message reliability per channel for the windows [S, E) of one grain (DESIGN.md item 3).
-  fct_channel_reliability_{hourly,daily,weekly} are this macro at their grain.
+  Message reliability per channel for the windows [S, E) of one grain (docs/DESIGN.md,
+  "Reliability"). fct_channel_reliability_{hourly,daily,weekly} are this macro at their grain.
 
   * recorded = coalesce(received_at, created_at) (stg_chat__message_samples.recorded_at);
-  * counted receivers R_c: a sample in c recorded before S and one recorded at or after E,
-    looked for among the samples sent from one period before S to one period after E (the
-    DAG's default lag is one period, so that is the data a run can see; bounding it also makes
-    a rerun give the same result however much later data has arrived);
+  * counted receivers R_c: a sample of c recorded before S and one recorded at or after E, among
+    the samples of c sent in [S - lookback, E + lookahead) (vars reliability_lookback_days,
+    reliability_lookahead_windows);
   * messages M_c: distinct message ids of c sent in [S, E) seen by a counted receiver;
   * total = |M_c| * |R_c|, missing = total - distinct (receiver, message) deliveries;
     reliability = 1 - missing / total in [0, 1], null when total = 0;
-  * status_compat_reliability: the original status-im formula over the receivers with a
-    sample recorded at or after E (any channel): per receiver the count of its samples of c
-    sent in the window, missing = sum(max - count), total = sum(count), 1 - missing / total.
+  * status_compat_reliability: the original status-im rule over the receivers with a sample of
+    any channel recorded at or after E among the samples sent in [S, E + lookahead).
 
-  Only the windows of the run are written, but the margins on both sides are read.
+  Both rules need only, per sending hour, channel and receiver, the first and last recording
+  (min and max compose over hours). A run reads raw for the hours [S, E + lookahead) of its
+  windows, which it needs anyway, and takes the look-back before them from
+  int_message_presence_hourly, which earlier builds left and which outlives raw: the cost grows
+  with the window, not with the look-back.
 -#}
+
+{#- Plans without JIT or nested loops: the CTEs have no statistics, and a nested loop over
+    the receivers' islands, estimated at a few rows, costs seconds when there are thousands. -#}
+{% macro reliability_planner_settings() -%}
+    {{ return(["set local jit = off", "set local enable_nestloop = off"]) }}
+{%- endmacro %}
+
+{#- var('reliability_lookback_days'), validated: a whole number of days, 0 or more. -#}
+{% macro reliability_lookback_days() -%}
+    {{ return(telemetry_whole_number_var('reliability_lookback_days', 7)) }}
+{%- endmacro %}
+
+{#- var('reliability_lookahead_windows'), validated: a whole number of window lengths, 0 or more. -#}
+{% macro reliability_lookahead_windows() -%}
+    {{ return(telemetry_whole_number_var('reliability_lookahead_windows', 1)) }}
+{%- endmacro %}
+
+{% macro telemetry_whole_number_var(name, default) -%}
+    {%- set raw = var(name, default) -%}
+    {%- set text = raw | string -%}
+    {%- if not modules.re.match('^[0-9]+$', text) -%}
+        {{ exceptions.raise_compiler_error("var " ~ name ~ "=" ~ raw ~ " must be a whole number, 0 or more") }}
+    {%- endif -%}
+    {{ return(text | int) }}
+{%- endmacro %}
+
+{#- SQL interval literal of a number of hours (fixed lengths, whatever the session time zone). -#}
+{% macro hours_interval(hours) -%}
+    interval '{{ hours }} hours'
+{%- endmacro %}
+
+{#- Per sending hour, channel and receiver: the first and the last recording of `samples`. -#}
+{% macro message_presence_by_hour(samples) -%}
+    select
+        {{ period_start('sent_at', 'hour') }} as sent_hour,
+        channel_id,
+        receiver_public_key,
+        min(recorded_at) as first_recorded_at,
+        max(recorded_at) as last_recorded_at
+    from {{ samples }}
+    group by 1, 2, 3
+{%- endmacro %}
+
 {% macro channel_reliability(grain) -%}
 {%- set period = grain_interval(grain) -%}
+{%- set period_hours = {'hour': 1, 'day': 24, 'week': 168}[grain] -%}
 {%- set bounds = window_period_bounds(grain) -%}
+{%- set ahead_windows = reliability_lookahead_windows() -%}
+{%- set lookback_hours = reliability_lookback_days() * 24 -%}
+{#- a window S reads the samples sent in [S - lookback, S + reach) -#}
+{%- set lookback = hours_interval(lookback_hours) -%}
+{%- set reach = hours_interval(period_hours * (1 + ahead_windows)) -%}
 
 with samples as (
     select
@@ -28,7 +79,10 @@ with samples as (
         sent_at,
         recorded_at
     from {{ ref('stg_chat__message_samples') }}
-    where {{ window_filter('sent_at', grain, 1) }}
+    {%- if bounds is not none %}
+    where sent_at >= {{ timestamp_literal(bounds.lower) }}
+        and sent_at < {{ timestamp_literal(bounds.upper + grain_timedelta(grain) * ahead_windows) }}
+    {%- endif %}
 ),
 
 bucketed as (
@@ -36,8 +90,7 @@ bucketed as (
         {{ period_start('sent_at', grain) }} as bucket_start,
         channel_id,
         message_id,
-        receiver_public_key,
-        recorded_at
+        receiver_public_key
     from samples
 ),
 
@@ -55,76 +108,241 @@ windows as (
     {%- endif %}
 ),
 
--- first and last recording per receiver, channel and sending period
-presence as (
-    select
-        bucket_start,
-        channel_id,
-        receiver_public_key,
-        min(recorded_at) as first_recorded_at,
-        max(recorded_at) as last_recorded_at
-    from bucketed
-    group by bucket_start, channel_id, receiver_public_key
+-- presence of the hours read from raw above
+read_presence as (
+    {{ message_presence_by_hour('samples') }}
 ),
 
--- each period's presence serves the window before it, its own, and the one after it
-presence_near_windows as (
+{%- if bounds is none %}
+
+read_hours as (
+    select distinct sent_hour
+    from read_presence
+),
+
+-- on a full refresh, the summary serves the hours raw no longer holds
+stored_presence as (
     select
-        windows.window_start,
-        presence.channel_id,
-        presence.receiver_public_key,
-        presence.first_recorded_at,
-        presence.last_recorded_at
-    from presence
-    cross join (values (-1), (0), (1)) as offsets (periods)
-    inner join windows
-        on windows.window_start = presence.bucket_start + offsets.periods * {{ period }}
+        stored.sent_hour,
+        stored.channel_id,
+        stored.receiver_public_key,
+        stored.first_recorded_at,
+        stored.last_recorded_at
+    from {{ ref('int_message_presence_hourly') }} as stored
+    left join read_hours on read_hours.sent_hour = stored.sent_hour
+    where read_hours.sent_hour is null
+),
+
+presence as (
+    select * from read_presence
+    union all
+    select * from stored_presence
+),
+{%- else %}
+
+-- the look-back before the run's first window, as earlier builds summarized it
+stored_presence as (
+    select
+        sent_hour,
+        channel_id,
+        receiver_public_key,
+        first_recorded_at,
+        last_recorded_at
+    from {{ ref('int_message_presence_hourly') }}
+    where sent_hour >= {{ timestamp_literal(bounds.lower) }} - {{ lookback }}
+        and sent_hour < {{ timestamp_literal(bounds.lower) }}
+),
+{%- endif %}
+
+{#- the presence rows whose spans are taken one by one: all of them on a full refresh; else
+    those read from raw, the stored hours before the run being summed up below (stored_spans) -#}
+{%- set row_source = 'presence' if bounds is none else 'read_presence' %}
+
+-- A presence row of hour h lies in the range of the windows S with S - lookback <= h < S + reach,
+-- i.e. the window starts in (h - reach, h + lookback]. It shows the receiver before S for those
+-- with S > first_recorded_at too, and at or after E = S + period for those with
+-- S <= last_recorded_at - period. Each such set is a span of window starts (grid points).
+row_spans as (
+    select
+        channel_id,
+        receiver_public_key,
+        'before' as side,
+        {{ period_start('greatest(sent_hour - ' ~ reach ~ ', first_recorded_at)', grain) }} + {{ period }} as first_window,
+        {{ period_start('sent_hour + ' ~ lookback, grain) }} as last_window
+    from {{ row_source }}
+    union all
+    select
+        channel_id,
+        receiver_public_key,
+        'after' as side,
+        {{ period_start('sent_hour - ' ~ reach, grain) }} + {{ period }} as first_window,
+        {{ period_start('least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ ')', grain) }} as last_window
+    from {{ row_source }}
+),
+
+{%- if bounds is none %}
+
+presence_spans as (
+    select * from row_spans
+),
+{%- else %}
+{%- set first_window = timestamp_literal(bounds.lower) %}
+
+-- Every stored hour h lies before the run's first window F, so each of its spans that reaches F
+-- starts at or before F, except a 'before' span of a row first recorded at or after F. Cut at F
+-- (earlier windows are not computed), those spans all start at F and their union is one span
+-- per receiver and side, from F to the latest end: the look-back costs one aggregate.
+stored_ends as (
+    select
+        channel_id,
+        receiver_public_key,
+        {{ period_start('max(sent_hour) filter (where first_recorded_at < ' ~ first_window ~ ') + ' ~ lookback, grain) }}
+            as before_until,
+        {{ period_start('max(least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ '))', grain) }}
+            as after_until
+    from stored_presence
+    group by channel_id, receiver_public_key
+),
+
+stored_spans as (
+    select
+        stored_ends.channel_id,
+        stored_ends.receiver_public_key,
+        sides.side,
+        {{ first_window }} as first_window,
+        sides.last_window
+    from stored_ends
+    cross join lateral (
+        values ('before', stored_ends.before_until), ('after', stored_ends.after_until)
+    ) as sides (side, last_window)
+    where sides.last_window is not null
+    union all
+    select
+        channel_id,
+        receiver_public_key,
+        'before' as side,
+        {{ period_start('first_recorded_at', grain) }} + {{ period }} as first_window,
+        {{ period_start('sent_hour + ' ~ lookback, grain) }} as last_window
+    from stored_presence
+    where first_recorded_at >= {{ first_window }}
+),
+
+presence_spans as (
+    select * from row_spans
+    union all
+    select * from stored_spans
+),
+{%- endif %}
+
+-- merge each side's spans into disjoint islands (sorted by start, a span opens a new island when
+-- it starts after the window following the end of every earlier one), so that a receiver heard
+-- in many hours costs one sort instead of one row per hour and window
+span_openings as (
+    select
+        *,
+        case
+            when first_window <= max(last_window) over (
+                partition by channel_id, receiver_public_key, side
+                order by first_window, last_window
+                rows between unbounded preceding and 1 preceding
+            ) + {{ period }} then 0
+            else 1
+        end as opens_island
+    from presence_spans
+    where first_window <= last_window
+),
+
+islands as (
+    select
+        channel_id,
+        receiver_public_key,
+        side,
+        island,
+        min(first_window) as first_window,
+        max(last_window) as last_window
+    from (
+        select
+            *,
+            sum(opens_island) over (
+                partition by channel_id, receiver_public_key, side
+                order by first_window, last_window
+                rows unbounded preceding
+            ) as island
+        from span_openings
+    ) as numbered
+    group by channel_id, receiver_public_key, side, island
+),
+
+-- heard before and after: where a 'before' island meets an 'after' island (disjoint islands on
+-- each side make disjoint overlaps, so no window is counted twice)
+counted_spans as (
+    select
+        heard_before.channel_id,
+        heard_before.receiver_public_key,
+        greatest(heard_before.first_window, heard_after.first_window) as first_window,
+        least(heard_before.last_window, heard_after.last_window) as last_window
+    from islands as heard_before
+    inner join islands as heard_after
+        on heard_after.channel_id = heard_before.channel_id
+        and heard_after.receiver_public_key = heard_before.receiver_public_key
+        and heard_after.side = 'after'
+        and heard_after.first_window <= heard_before.last_window
+        and heard_before.first_window <= heard_after.last_window
+    where heard_before.side = 'before'
 ),
 
 counted_receivers as (
     select
-        window_start,
-        channel_id,
-        receiver_public_key
-    from presence_near_windows
-    group by window_start, channel_id, receiver_public_key
-    having
-        min(first_recorded_at) < window_start
-        and max(last_recorded_at) >= window_start + {{ period }}
+        windows.window_start,
+        counted_spans.channel_id,
+        counted_spans.receiver_public_key
+    from counted_spans
+    inner join windows
+        on windows.window_start >= counted_spans.first_window
+        and windows.window_start <= counted_spans.last_window
 ),
 
-window_samples as (
+-- one row per window, channel, receiver and message id (duplicate samples of one delivery, say
+-- under another sent_at, are one delivery), with the samples behind it; on a full refresh every
+-- bucket is a window
+window_messages as (
     select
         bucketed.bucket_start as window_start,
         bucketed.channel_id,
+        bucketed.receiver_public_key,
         bucketed.message_id,
-        bucketed.receiver_public_key
+        count(*) as copies
     from bucketed
-    inner join windows on windows.window_start = bucketed.bucket_start
+    {%- if bounds is not none %}
+    -- the windows are the buckets before the look-ahead
+    where bucketed.bucket_start < {{ timestamp_literal(bounds.upper) }}
+    {%- endif %}
+    group by bucketed.bucket_start, bucketed.channel_id, bucketed.receiver_public_key, bucketed.message_id
 ),
 
--- one delivery per counted receiver and message, however many samples record it
-deliveries as (
-    select distinct
-        window_samples.window_start,
-        window_samples.channel_id,
-        window_samples.message_id,
-        window_samples.receiver_public_key
-    from window_samples
-    inner join counted_receivers
-        on counted_receivers.window_start = window_samples.window_start
-        and counted_receivers.channel_id = window_samples.channel_id
-        and counted_receivers.receiver_public_key = window_samples.receiver_public_key
+receiver_window_counts as (
+    select
+        window_start,
+        channel_id,
+        receiver_public_key,
+        count(*) as messages,
+        sum(copies) as samples
+    from window_messages
+    group by window_start, channel_id, receiver_public_key
 ),
 
 delivery_counts as (
     select
-        window_start,
-        channel_id,
-        count(distinct message_id) as messages,
+        window_messages.window_start,
+        window_messages.channel_id,
+        count(distinct window_messages.message_id) as messages,
         count(*) as delivered
-    from deliveries
-    group by window_start, channel_id
+    from window_messages
+    inner join counted_receivers
+        on counted_receivers.window_start = window_messages.window_start
+        and counted_receivers.channel_id = window_messages.channel_id
+        and counted_receivers.receiver_public_key = window_messages.receiver_public_key
+    group by window_messages.window_start, window_messages.channel_id
 ),
 
 receiver_counts as (
@@ -140,36 +358,38 @@ window_activity as (
     select
         window_start,
         channel_id,
-        count(*) as samples,
-        count(distinct receiver_public_key) as receivers_seen
-    from window_samples
+        sum(samples)::bigint as samples,
+        count(*) as receivers_seen
+    from receiver_window_counts
     group by window_start, channel_id
 ),
 
--- status-im compatibility: receivers with a sample (any channel) recorded at or after E
+-- status-im compatibility: receivers with a sample of any channel recorded at or after E among
+-- the samples sent in [S, E + lookahead) (never a stored hour: those lie before the run);
+-- an hour h is in that range for the windows period_start(h) - k * period, k = 0 .. lookahead
 receivers_after_end as (
     select
         windows.window_start,
         presence.receiver_public_key
-    from presence
-    cross join (values (0), (1)) as offsets (periods)
+    from {{ row_source }} as presence
+    cross join generate_series(0, {{ ahead_windows }}) as offsets (periods)
     inner join windows
-        on windows.window_start = presence.bucket_start - offsets.periods * {{ period }}
+        on windows.window_start = {{ period_start('presence.sent_hour', grain) }} - offsets.periods * {{ period }}
     group by windows.window_start, presence.receiver_public_key
     having max(presence.last_recorded_at) >= windows.window_start + {{ period }}
 ),
 
+-- a receiver's samples of the channel in the window: one per message id, as above
 compat_receiver_counts as (
     select
-        window_samples.window_start,
-        window_samples.channel_id,
-        window_samples.receiver_public_key,
-        count(distinct window_samples.message_id) as samples
-    from window_samples
+        receiver_window_counts.window_start,
+        receiver_window_counts.channel_id,
+        receiver_window_counts.receiver_public_key,
+        receiver_window_counts.messages as samples
+    from receiver_window_counts
     inner join receivers_after_end
-        on receivers_after_end.window_start = window_samples.window_start
-        and receivers_after_end.receiver_public_key = window_samples.receiver_public_key
-    group by window_samples.window_start, window_samples.channel_id, window_samples.receiver_public_key
+        on receivers_after_end.window_start = receiver_window_counts.window_start
+        and receivers_after_end.receiver_public_key = receiver_window_counts.receiver_public_key
 ),
 
 compat as (

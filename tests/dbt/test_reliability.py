@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tests.dbt.conftest import DbtWarehouse
-from tests.dbt.raw_rows import DAY, WEEK_START
-from tests.dbt.scenario import HOUR, PREVIOUS_DAY
+from tests.dbt.raw_rows import DAY, WEEK_START, at
+from tests.dbt.scenario import HOUR, NEXT_DAY, PREVIOUS_DAY
 
 
 def test_hourly_channel_reliability(warehouse: DbtWarehouse) -> None:
@@ -38,16 +38,39 @@ def test_hourly_overall_reliability_is_the_mean_of_channels(warehouse: DbtWareho
     assert rows == [(2, 2, 4, 10, 5, round((Decimal(4) / 9 + 1) / 2, 12), Decimal("0.75"))]
 
 
-def test_windows_without_counted_receivers_have_no_reliability(warehouse: DbtWarehouse) -> None:
-    rows = warehouse.rows(
-        "select hour_start, channel_id, receivers, total, reliability "
-        "from marts.fct_channel_reliability_hourly where hour_start <> %s order by 1, 2",
+def test_the_look_back_reaches_a_receiver_heard_the_evening_before(warehouse: DbtWarehouse) -> None:
+    """r1 reported c1 at 23:00 the day before (d0), inside the 7-day look-back of every hour of DAY.
+    It counts for 08:00 (heard again at 09:30, inside that window's hour after) and 09:00 (heard at
+    10:05), where it got its one message p1, and for 00:00 of the next day (d2 at 01:00); nobody
+    else was heard before those windows. Every other window but HOUR counts no receiver."""
+    counted = warehouse.rows(
+        """
+        select hour_start, channel_id, messages, receivers, total, delivered, reliability, samples, receivers_seen,
+               status_compat_reliability
+        from marts.fct_channel_reliability_hourly where hour_start <> %s and receivers > 0 order by 1, 2
+        """,
         (HOUR,),
     )
-    assert rows  # the hours around the window had samples
-    assert all(receivers == 0 and total == 0 and reliability is None for _, _, receivers, total, reliability in rows)
-    overall = warehouse.rows("select reliability from marts.fct_reliability_hourly where hour_start <> %s", (HOUR,))
-    assert overall and all(r == (None,) for r in overall)
+    # 09:00: p1..p4 were sent, by r1..r4; only r1 counts. Compat: r1, r2 and r3 were heard after
+    # 10:00 (r4 not until 11:20, outside [09:00, 11:00)), one sample each: 1 - 0/3.
+    assert counted == [
+        (at(DAY, "08:00"), "c1", 0, 1, 0, 0, None, 0, 0, None),
+        (at(DAY, "09:00"), "c1", 1, 1, 1, 1, Decimal(1), 4, 4, Decimal(1)),
+        (at(NEXT_DAY, "00:00"), "c1", 0, 1, 0, 0, None, 0, 0, None),
+    ]
+    others = warehouse.rows(
+        "select hour_start, total, reliability from marts.fct_channel_reliability_hourly"
+        " where hour_start <> %s and receivers = 0",
+        (HOUR,),
+    )
+    assert others  # the hours around the window had samples
+    assert all(total == 0 and reliability is None for _, total, reliability in others)
+    overall = warehouse.rows(
+        "select hour_start, channels_measured, reliability from marts.fct_reliability_hourly"
+        " where hour_start <> %s and channels > 0 order by 1",
+        (HOUR,),
+    )
+    assert [row for row in overall if row[2] is not None] == [(at(DAY, "09:00"), 1, Decimal(1))]
 
 
 def test_daily_reliability_counts_receivers_heard_on_the_days_around(warehouse: DbtWarehouse) -> None:

@@ -65,3 +65,18 @@ def test_windows_must_be_aware_and_non_empty() -> None:
         dbt.build("x", naive, naive + dt.timedelta(hours=1), database_url="postgresql://unused/db")
     with pytest.raises(ValueError, match="empty window"):
         dbt.build("x", DAY_START, DAY_START, database_url="postgresql://unused/db")
+
+
+def test_a_reliability_horizon_that_is_not_a_whole_number_fails_loudly(warehouse: DbtWarehouse) -> None:
+    with pytest.raises(dbt.DbtBuildError) as failure:
+        warehouse.build(
+            "fct_channel_reliability_hourly",
+            DAY_START + dt.timedelta(hours=10),
+            DAY_START + dt.timedelta(hours=11),
+            name="bad-lookahead",
+            vars={"reliability_lookahead_windows": 0.5},
+        )
+    # the check runs when dbt parses the project, so it names the first reliability model parsed
+    assert failure.value.failed_nodes
+    assert all(node.startswith("model.telemetry.fct_channel_reliability_") for node in failure.value.failed_nodes)
+    assert "reliability_lookahead_windows=0.5 must be a whole number, 0 or more" in str(failure.value)

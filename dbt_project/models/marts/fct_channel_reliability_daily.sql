@@ -1,6 +1,7 @@
 {{
     config(
         unique_key='day',
+        pre_hook=reliability_planner_settings(),
         tags=['daily', 'reliability'],
     )
 }}

@@ -1,6 +1,7 @@
 {{
     config(
         unique_key='hour_start',
+        pre_hook=reliability_planner_settings(),
         tags=['hourly', 'reliability'],
     )
 }}

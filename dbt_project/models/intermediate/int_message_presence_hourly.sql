@@ -1,0 +1,44 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='sent_hour',
+        on_schema_change='fail',
+        full_refresh=false,
+        tags=['hourly', 'daily', 'weekly', 'reliability'],
+        post_hook="create index if not exists {{ this.name }}_sent_hour on {{ this }} (sent_hour)",
+    )
+}}
+
+{#-
+  The presence summary the reliability marts take their look-back from (macros/reliability.sql):
+  per sending hour, channel and receiver, the first and last recording of its samples.
+
+  Every reliability build rewrites the hours of its run window from raw. delete+insert replaces
+  only the hours that have rows in raw, so an hour whose raw partition was dropped keeps its
+  rows: the look-back of a later build or a rerun still sees it. Hence full_refresh=false:
+  --full-refresh rewrites every hour raw holds and keeps the older ones. The first build (no
+  table yet) summarizes all of raw, so the first windows already have their look-back.
+-#}
+
+with samples as (
+    select
+        sent_at,
+        channel_id,
+        receiver_public_key,
+        recorded_at
+    from {{ ref('stg_chat__message_samples') }}
+    where {{ window_filter('sent_at', 'hour') if is_incremental() else 'true' }}
+),
+
+final as (
+    {{ message_presence_by_hour('samples') }}
+)
+
+select
+    sent_hour,
+    channel_id,
+    receiver_public_key,
+    first_recorded_at,
+    last_recorded_at
+from final

@@ -1,5 +1,5 @@
 {#-
-  Funnel marts (DESIGN.md item 4) from the chosen attempts of int_funnel_attempts.
+  Funnel marts (docs/DESIGN.md item 4) from the chosen attempts of int_funnel_attempts.
 
   `funnel_weekly_choices(where)`: per funnel, user and UTC week the chosen attempt, which is the
   deepest of the user's daily chosen attempts of the week, the earliest entry on ties (the same

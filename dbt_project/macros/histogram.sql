@@ -1,5 +1,5 @@
 {#-
-  Quantiles of merged log-bucket histograms (the collectors' LogHistogram, DESIGN.md item 6).
+  Quantiles of merged log-bucket histograms (the collectors' LogHistogram, docs/DESIGN.md item 6).
 
   Buckets: a = var('histogram_relative_accuracy') (0.005), gamma = (1 + a) / (1 - a); bucket i
   holds the values v with gamma^(i-1) < v <= gamma^i. Values <= 0 are counted apart (zero count).

@@ -1,5 +1,5 @@
 {#-
-  Host and game-server metrics per host and period (DESIGN.md item 6); the models
+  Host and game-server metrics per host and period (docs/DESIGN.md item 6); the models
   fct_host_metrics_{hourly,daily,weekly} are this macro at their grain.
 
   * scalar metrics: avg / min / max over the minutes of the period (averages computed in

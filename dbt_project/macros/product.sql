@@ -1,5 +1,5 @@
 {#-
-  Product analytics (DESIGN.md items 4 and 5): sessions, funnels, retention, feature adoption.
+  Product analytics (docs/DESIGN.md items 4 and 5): sessions, funnels, retention, feature adoption.
 
   Which rows a windowed run rewrites. A run for [window_start, window_end) (periods of the
   model's grain, as window.sql) reopens:
@@ -150,7 +150,7 @@
 {%- endmacro %}
 
 {#-
-  Latest loaded event time ("the end of the data", DESIGN.md item 4) for a run over the window
+  Latest loaded event time ("the end of the data", docs/DESIGN.md item 4) for a run over the window
   `bounds` whose attempts start before bounds.upper and close at most `horizon` later:
   'infinity' when some event lies at or after upper + horizon (every such attempt has closed;
   found with one row), else the latest event, looked for after the window, then in it, then

@@ -1,4 +1,4 @@
-"""Funnel and session benchmark (DESIGN.md, "Benchmarks"): the daily product build against hand-written SQL.
+"""Funnel and session benchmark: the daily product build against hand-written SQL.
 
 ``run(server_url)`` creates and drops its own database and fills ``raw.product_events`` for one UTC day
 with ``generate_series`` (about 1 M events: 20,000 users, five bursts of ten events each, the bursts 90

@@ -1,4 +1,4 @@
-"""Sessions and funnels do not depend on how events were batched (DESIGN.md item 5).
+"""Sessions and funnels do not depend on how events were batched (docs/DESIGN.md item 5).
 
 One fixed set of product events (three UTC days, a dozen users: pauses just under, exactly on and just over
 the inactivity limit, activity longer than the maximum session length, equal timestamps, funnel walks that

@@ -56,7 +56,7 @@ HOST_METRICS = ("tick_duration_ms", "player_ping_ms", "packet_latency_ms")
 
 @dataclass
 class Oracle:
-    """Per-segment values and event counts of day D, tallied from the records sent (DESIGN.md, Day log)."""
+    """Per-segment values and event counts of day D, tallied from the records sent (docs/DESIGN.md item 1)."""
 
     minutes: dict[dt.datetime, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     events: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))

@@ -11,7 +11,7 @@
 }}
 
 {#-
-  Every funnel attempt (DESIGN.md item 4), one row each: every step-1 event is an entry.
+  Every funnel attempt (docs/DESIGN.md item 4), one row each: every step-1 event is an entry.
 
   * ordered mode: step k is the earliest event of step k's (channel, event), by (timestamp,
     event_id), with a timestamp at or after step k-1's (at equal timestamps steps count in funnel

@@ -6,7 +6,7 @@
 }}
 
 {#-
-  Weekly retention (DESIGN.md item 5), rebuilt whole at every run from
+  Weekly retention (docs/DESIGN.md item 5), rebuilt whole at every run from
   int_user_activity_weekly (one row per user and active week; small next to the events): every
   cell of every cohort can change when a week ends or late data arrives, and on_or_after cells
   depend on all later weeks, so a partial rewrite would buy nothing.

@@ -12,7 +12,7 @@
 }}
 
 {#-
-  Sessions (DESIGN.md item 5). A user's events are ordered by (timestamp, event_id); an event
+  Sessions (docs/DESIGN.md item 5). A user's events are ordered by (timestamp, event_id); an event
   starts a session when it comes more than `session_inactivity_minutes` after the user's previous
   event, or `session_max_hours` or more after the current session's first event. Whether an event
   starts a session depends only on the events before it, which is what makes windowed runs exact:

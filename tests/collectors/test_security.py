@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hmac
+import json
 import logging
 import os
 import re
@@ -218,6 +219,41 @@ def test_the_receiver_works_under_the_ingest_role(login_in_role, warehouse_url: 
     assert db.execute("select count(*) from raw.message_samples").fetchone() == (20,)
     assert db.execute("select count(*) from raw.accounts_created").fetchone() == (1,)
     assert db.execute("select count(*), count(distinct reason) from raw.rejects").fetchone() == (4, 2)
+
+
+def test_the_loader_works_under_the_ingest_role(login_in_role, db: psycopg.Connection, tmp_path: Path) -> None:
+    """The loader's direct path writes each reject with its file and line in one INSERT (the ingest role cannot
+    UPDATE rejects afterwards), for a file with a bad line, a refused value and an account."""
+    ingest_url = login_in_role("telemetry_ingest")
+    moment = records.this_minute(5).isoformat()
+    line = {"schema_version": "telemetry_event_v1", "timestamp": moment, "user_id": "u1", "payload": {}}
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps({**line, "channel": "app", "event": "open", "event_id": "l1"}),
+                "{not json",
+                json.dumps({**line, "channel": "user", "event": "account_created", "event_id": "l3"}),
+                # a number beyond numeric: valid JSON, refused by jsonb
+                json.dumps({**line, "channel": "app", "event": "open", "event_id": "l4", "payload": {"s": "BIG"}})
+                .replace('"BIG"', "1e1000000"),
+            ]
+        )
+        + "\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "collectors.loader.cli", str(path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TELEMETRY_DATABASE_URL": ingest_url},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "landed 2" in done.stderr and "rejected 2" in done.stderr, done.stderr
+    rows = db.execute("select line_number, file_name, reason from raw.rejects order by line_number").fetchall()
+    assert [(n, f) for n, f, _ in rows] == [(2, str(path)), (4, str(path))]
+    assert rows[1][2].startswith("refused by the database: ")
+    assert db.execute("select event_id from raw.accounts_created").fetchall() == [("l3",)]
 
 
 def test_ingest_role_can_insert_but_never_read_change_or_delete(login_in_role, db: psycopg.Connection) -> None:

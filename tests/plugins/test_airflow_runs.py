@@ -74,9 +74,9 @@ def test_an_hourly_run_fills_exactly_its_hour(
 def weekly_retention(landed_week: LandedWeek) -> dict[str, str]:
     """Environment for the weekly run of the landed week: the old Sunday is past the retention, the Monday is not.
 
-    The weekly run's cleanup counts the retention back from its window's end (the Monday after the week).
+    The cleanup counts the retention back from today (UTC).
     """
-    keep_days = (landed_week.window_end.date() - landed_week.old_day).days - 1  # 7
+    keep_days = (dt.datetime.now(dt.UTC).date() - landed_week.old_day).days - 1
     env = {f"TELEMETRY_RETENTION_{t.upper()}": str(keep_days) for t in RAW_TABLES}
     env["TELEMETRY_RELIABILITY_LAG_WINDOWS"] = "0"
     return env

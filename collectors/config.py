@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     schedule_start: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     # A reliability window [S, E) is computed once E + lag has passed, lag = this many window lengths.
     reliability_lag_windows: float = Field(1.0, ge=0)
+    # A receiver counts for a window when heard before it within this many days (at most the message samples'
+    # retention: the builds cut it to that).
+    reliability_lookback_days: int = Field(7, ge=0)
     # dbt run artefacts (run_results.json, manifest) are kept per DAG run under this directory.
     artefacts_dir: Path = STATE_DIR / "artefacts"
     # Great Expectations file context; Data Docs land in <gx_dir>/uncommitted/data_docs/local_site/.

@@ -15,7 +15,9 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from collectors.config import Settings
 from collectors.warehouse.db import advisory_lock, connect
 from telemetry_ops import dbt
 from telemetry_ops.cadences import Cadence, Window
@@ -29,7 +31,7 @@ DBT_LOCK = "telemetry-dbt-build"
 MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
     "day_log": ("fct_telemetry_*",),
     "minutes_per_user": ("fct_minutes_per_user_*",),
-    "reliability": ("fct_channel_reliability_*", "fct_reliability_*"),
+    "reliability": ("int_message_presence_*", "fct_channel_reliability_*", "fct_reliability_*"),
     "host_metrics": ("fct_host_metrics_*",),
     "event_counts": ("fct_event_counts_*",),
     "product": ("fct_sessions", "int_funnel_*", "fct_funnel_*", "fct_retention_*", "fct_feature_adoption_*"),
@@ -71,6 +73,16 @@ class BuildRecord:
     artefacts_path: Path
 
 
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The dbt vars the warehouse's settings decide. The reliability look-back can reach no further back than
+    the raw message samples are kept (older hours come from the presence summary, which outlives them, but a
+    rebuild of the summary could not)."""
+    lookback = min(settings.reliability_lookback_days, settings.retention.message_samples)
+    if lookback < settings.reliability_lookback_days:
+        log.warning("reliability look-back cut to %d days: message samples are kept only that long", lookback)
+    return {"reliability_lookback_days": lookback}
+
+
 def build_part(
     cadence: Cadence,
     part: str,
@@ -82,6 +94,7 @@ def build_part(
     run_id: str | None = None,
     family: str | None = None,
     full_refresh: bool = False,
+    settings: Settings | None = None,
 ) -> BuildRecord:
     """Build one part of ``cadence`` for ``window``; keep its run results; record it in the ledger.
 
@@ -103,6 +116,7 @@ def build_part(
                 exclude=chosen.exclude,
                 full_refresh=full_refresh,
                 target_path=target,
+                vars=dbt_vars(settings or Settings()),
             )
         finally:
             _keep_run_results(target, kept)

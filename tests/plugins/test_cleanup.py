@@ -155,3 +155,12 @@ def test_rows_that_land_after_validation_keep_their_partition(db: psycopg.Connec
         "select reason from quality.cleanup_log where partition_name = %s", (late.name,)
     ).fetchone()
     assert reason.startswith("rows arrived after validation (0 were validated, 1 are there now)")
+
+
+def test_the_reliability_look_back_never_outreaches_the_sample_retention() -> None:
+    from collectors.config import Settings
+    from telemetry_ops.builds import dbt_vars
+
+    assert dbt_vars(Settings()) == {"reliability_lookback_days": 7}
+    assert dbt_vars(Settings(retention=RetentionDays(message_samples=3))) == {"reliability_lookback_days": 3}
+    assert dbt_vars(Settings(reliability_lookback_days=2)) == {"reliability_lookback_days": 2}

@@ -49,7 +49,7 @@ bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.jso
 	$(BIN)/python -m tests.bench
 
 demo: $(STAMP)  ## the main job: simulate a week, run the DAGs over it, print where the results are
-	$(BIN)/python -m collectors.demo $(ARGS)
+	$(BIN)/python -m collectors.dev.demo $(ARGS)
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state bench-results.json

@@ -29,7 +29,23 @@ _TOKEN_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/telemetry"
 DEFAULT_TARGET = "127.0.0.1:50051"  # where senders find the receiver unless told otherwise
-STATE_DIR = Path(__file__).resolve().parents[1] / ".state"  # local, git-ignored working state
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _checkout() -> Path | None:
+    """The repository checkout this package runs from (an editable install, the tests), if it does."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "dbt_project" / "dbt_project.yml").is_file() and (root / "dags").is_dir() else None
+
+
+CHECKOUT = _checkout()
+STATE_DIR = (CHECKOUT or Path.cwd()) / ".state"  # local, git-ignored working state
+
+
+def default_dbt_project() -> Path:
+    """The dbt project: the checkout's ``dbt_project/``, else the copy an installed wheel carries."""
+    return CHECKOUT / "dbt_project" if CHECKOUT is not None else PACKAGE_DIR / "dbt_project"
 
 
 class RetentionDays(BaseSettings):
@@ -107,6 +123,8 @@ class Settings(BaseSettings):
     artefacts_dir: Path = STATE_DIR / "artefacts"
     # Great Expectations file context; Data Docs land in <gx_dir>/uncommitted/data_docs/local_site/.
     gx_dir: Path = STATE_DIR / "gx"
+    # The dbt project the builds run (and its profiles.yml).
+    dbt_project_dir: Path = Field(default_factory=default_dbt_project)
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,6 @@ the daily reliability marts follow one day later (the lag). Manual runs may pass
 ``full_refresh_family``.
 """
 
-from telemetry_ops.airflow_tasks import cadence_dag
+from collectors.orchestration.airflow_tasks import cadence_dag
 
 dag = cadence_dag("daily", doc_md=__doc__)

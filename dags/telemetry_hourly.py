@@ -6,6 +6,6 @@ receivers seen after the hour count. Manual runs may pass ``window_start``/``win
 a range of hours in one dbt call, or ``full_refresh_family``.
 """
 
-from telemetry_ops.airflow_tasks import cadence_dag
+from collectors.orchestration.airflow_tasks import cadence_dag
 
 dag = cadence_dag("hourly", doc_md=__doc__)

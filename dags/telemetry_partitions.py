@@ -5,6 +5,6 @@ day at 00:30 UTC and creates ``TELEMETRY_PARTITIONS_AHEAD_DAYS`` days ahead. No 
 latest run matters.
 """
 
-from telemetry_ops.airflow_tasks import partitions_dag
+from collectors.orchestration.airflow_tasks import partitions_dag
 
 dag = partitions_dag(doc_md=__doc__)

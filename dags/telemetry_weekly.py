@@ -7,6 +7,6 @@ Data Docs), and only if that passed drops those partitions (logged in ``quality.
 A failed validation drops nothing and fails the run, naming the failing expectations.
 """
 
-from telemetry_ops.airflow_tasks import cadence_dag
+from collectors.orchestration.airflow_tasks import cadence_dag
 
 dag = cadence_dag("weekly", doc_md=__doc__)

@@ -1,6 +1,6 @@
 """Airflow plugin: the data-quality report in the api-server, and a "Data quality" entry in the UI's Browse menu.
 
-The report (``telemetry_ops.report``) is mounted at ``/telemetry-quality/``; the menu entry shows it
+The report (``collectors.orchestration.report``) is mounted at ``/telemetry-quality/``; the menu entry shows it
 inside the Airflow UI at ``/plugin/data-quality``. Both need an Airflow login, like the rest of the
 UI: a browser without one is sent to the auth manager's login page and back.
 
@@ -20,7 +20,8 @@ from airflow.plugins_manager import AirflowPlugin
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/telemetry-quality"
-WAREHOUSE_CONN_ID = "telemetry_warehouse"  # as telemetry_ops.airflow_tasks (not imported: it loads the task SDK)
+# as collectors.orchestration.airflow_tasks (not imported here: it loads the task SDK)
+WAREHOUSE_CONN_ID = "telemetry_warehouse"
 
 
 def warehouse_url() -> str:
@@ -86,7 +87,8 @@ class TelemetryQualityPlugin(AirflowPlugin):
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         from airflow.api_fastapi.core_api.security import requires_authenticated
         from fastapi import Depends
-        from telemetry_ops.report import create_app
+
+        from collectors.orchestration.report import create_app
 
         app = create_app(
             database_url=warehouse_url,

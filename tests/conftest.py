@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from collectors.config import RetentionDays
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 

@@ -446,7 +446,7 @@ def test_airflow_services_share_folders_and_settings() -> None:
 
 
 def test_the_dags_find_the_warehouse() -> None:
-    code = (ROOT / "plugins/telemetry_ops/airflow_tasks.py").read_text()
+    code = (ROOT / "collectors/orchestration/airflow_tasks.py").read_text()
     conn_id = re.search(r'^WAREHOUSE_CONN_ID = "([^"]+)"', code, re.M)[1]
     env = services()["airflow-worker"]["environment"]
     url = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")

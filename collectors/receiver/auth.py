@@ -10,7 +10,7 @@ import hmac
 
 import grpc
 
-from collectors.receiver import metrics
+from collectors.ingest import metrics
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 

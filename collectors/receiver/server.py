@@ -31,10 +31,10 @@ from prometheus_client import start_http_server
 from psycopg_pool import ConnectionPool
 
 from collectors.config import Settings
-from collectors.receiver import metrics
+from collectors.ingest import metrics
+from collectors.ingest.service import ENDPOINTS, SERVICE_NAME, BatchRefused, Endpoint, IngestService, Refusal
+from collectors.ingest.writer import BatchWriter
 from collectors.receiver.auth import BearerTokenInterceptor
-from collectors.receiver.service import ENDPOINTS, SERVICE_NAME, BatchRefused, Endpoint, IngestService, Refusal
-from collectors.receiver.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "bench-results.json"

@@ -31,10 +31,10 @@ import psutil
 import psycopg
 
 from collectors.config import RetentionDays, Settings
-from collectors.loader.loader import load_file, worker_pool
-from collectors.loader.sinks import DatabaseSink
-from collectors.receiver import records
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.ingest import rules
+from collectors.senders.loader.loader import load_file, worker_pool
+from collectors.senders.loader.sinks import DatabaseSink
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 
@@ -64,7 +64,7 @@ def write_events(path: Path, lines: int) -> None:
 
 def copy_baseline(url: str, rows: list[tuple]) -> float:
     """Seconds for a plain COPY of ``rows`` into raw.product_events, committed."""
-    columns = ", ".join(f'"{c}"' for c in records.PRODUCT_EVENTS.columns)
+    columns = ", ".join(f'"{c}"' for c in rules.PRODUCT_EVENTS.columns)
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy(f"copy raw.product_events ({columns}) from stdin") as copy:
@@ -130,7 +130,7 @@ def bench_collector(url: str, workdir: Path) -> dict[str, float]:
         [
             sys.executable,
             "-m",
-            "collectors.host",
+            "collectors.senders.host",
             "--target",
             f"127.0.0.1:{receiver.port}",
             "--interval",

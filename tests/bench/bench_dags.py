@@ -2,7 +2,7 @@
 
 Each figure is the median of several parses, each in a fresh interpreter that has already imported
 ``airflow.sdk`` (as the dag-processor has), so it is the DAG files' own cost: the factory in
-``telemetry_ops.airflow_tasks``, the settings, the timetables. Heavy imports (dbt, Great
+``collectors.orchestration.airflow_tasks``, the settings, the timetables. Heavy imports (dbt, Great
 Expectations) happen only inside the task bodies.
 """
 

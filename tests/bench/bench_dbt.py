@@ -30,14 +30,14 @@ from pathlib import Path
 
 import psycopg
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
 from collectors.warehouse.migrate import upgrade
 
 try:
-    from telemetry_ops import dbt
+    from collectors.orchestration import dbt_runner as dbt
 except ImportError:  # run as `python -m tests.bench`: plugins/ is not on sys.path (pytest adds it)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
-    from telemetry_ops import dbt
+    from collectors.orchestration import dbt_runner as dbt
 
 UTC = dt.UTC
 DAY = dt.date(2026, 11, 8)  # a Sunday: the ISO week 2026-11-02 .. 2026-11-08 lies inside the data

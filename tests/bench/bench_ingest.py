@@ -18,12 +18,12 @@ import uuid
 import psycopg
 from psycopg import sql
 
-from collectors.client import IngestClient
 from collectors.config import RetentionDays
+from collectors.dev import local_postgres
+from collectors.ingest import rules
+from collectors.ingest.writer import copy_rows
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver import records
-from collectors.receiver.writer import copy_rows
-from collectors.warehouse import local_postgres
+from collectors.senders.client import IngestClient
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 from tests.collectors.conftest import free_port, wait_serving
@@ -52,10 +52,10 @@ def make_samples(now: dt.datetime) -> list[pb.MessageSample]:
 
 def copy_baseline(url: str, samples: list[pb.MessageSample], *, binary: bool) -> float:
     """psycopg COPY of the same rows, 2,000 per transaction, text ("plain") or binary; returns rows/s."""
-    limits = records.Limits(now=dt.datetime.now(dt.UTC), retention_days=7)
-    rows = [records.sample_row(s, limits, uuid.uuid4()) for s in samples]
+    limits = rules.Limits(now=dt.datetime.now(dt.UTC), retention_days=7)
+    rows = [rules.sample_row(s, limits, uuid.uuid4()) for s in samples]
     table = sql.Identifier("raw", "message_samples")
-    spec = records.MESSAGE_SAMPLES
+    spec = rules.MESSAGE_SAMPLES
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         for start in range(0, len(rows), BATCH):

@@ -21,10 +21,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from collectors.client import IngestClient
 from collectors.config import Settings
+from collectors.dev import local_postgres
 from collectors.receiver.server import Receiver
-from collectors.warehouse import local_postgres
+from collectors.senders.client import IngestClient
 
 TOKEN = "test-token-" + "x" * 20
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from collectors.client import IngestClient
+from collectors.senders.client import IngestClient
 from tests.collectors import records
 from tests.collectors.conftest import TOKEN
 

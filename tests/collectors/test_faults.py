@@ -29,14 +29,14 @@ import grpc
 import psycopg
 import pytest
 
-from collectors.client import IngestClient, SpoolFullError, SpoolWriteError
-from collectors.client import spool as spool_module
 from collectors.config import RetentionDays, Settings
-from collectors.host.collector import HostCollector
-from collectors.host.rollup import MinuteRollup
+from collectors.ingest import metrics
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver import metrics
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient, SpoolFullError, SpoolWriteError
+from collectors.senders.client import spool as spool_module
+from collectors.senders.host.collector import HostCollector
+from collectors.senders.host.rollup import MinuteRollup
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 from tests.collectors import records
@@ -336,7 +336,7 @@ def test_the_host_collector_holds_what_a_full_spool_cannot_take_and_sends_it_lat
 CRASH_MID_WRITE = """
 import os, sys
 from pathlib import Path
-from collectors.client import spool
+from collectors.senders.client import spool
 spool.os.replace = lambda *a: os._exit(9)  # dies after writing and fsyncing, before the rename
 spool.Spool(Path(sys.argv[1])).put("PushMessageSamples", Path(sys.argv[2]).read_bytes())
 """

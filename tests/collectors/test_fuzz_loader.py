@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.config import Settings
-from collectors.loader.loader import load_file
-from collectors.loader.sinks import DatabaseSink
-from collectors.loader.source import GZIP_MAGIC, UnreadableFile
-from collectors.receiver import records as rules
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.ingest import rules
+from collectors.senders.loader.loader import load_file
+from collectors.senders.loader.sinks import DatabaseSink
+from collectors.senders.loader.source import GZIP_MAGIC, UnreadableFile
 from tests.collectors.conftest import report_figures
 
 pytestmark = pytest.mark.fuzz
@@ -247,7 +247,7 @@ def test_zz_the_warehouse_holds_only_valid_events(loaded: Loaded) -> None:
 def test_a_truncated_gzip_file_stops_with_a_clear_error_and_lands_nothing(
     warehouse_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from collectors.loader.cli import main
+    from collectors.senders.loader.cli import main
 
     line = {"schema_version": rules.SCHEMA_VERSION, "channel": "app", "event": "open", "user_id": "u"}
     text = "".join(

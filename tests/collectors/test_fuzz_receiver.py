@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collectors.config import Settings
+from collectors.dev import local_postgres
+from collectors.ingest import rules
+from collectors.ingest.service import ENDPOINTS, Endpoint
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver import records as rules
 from collectors.receiver.server import Receiver
-from collectors.receiver.service import ENDPOINTS, Endpoint
-from collectors.warehouse import local_postgres
 from tests.collectors.conftest import TOKEN, report_figures
 
 pytestmark = pytest.mark.fuzz

@@ -13,11 +13,11 @@ import psutil
 import psycopg
 import pytest
 
-from collectors.client import IngestClient
-from collectors.host.collector import HostCollector
-from collectors.host.exposition import CurrentValues
-from collectors.host.rollup import COUNTER_RATE_FIELDS, MinuteRollup, Sample, counter_increase
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient
+from collectors.senders.host.collector import HostCollector
+from collectors.senders.host.exposition import CurrentValues
+from collectors.senders.host.rollup import COUNTER_RATE_FIELDS, MinuteRollup, Sample, counter_increase
 from tests.collectors.conftest import TOKEN, free_port
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -126,7 +126,7 @@ def test_collector_process_lands_plausible_minute_records(
         [
             sys.executable,
             "-m",
-            "collectors.host",
+            "collectors.senders.host",
             "--target",
             f"127.0.0.1:{receiver.port}",
             "--host-id",

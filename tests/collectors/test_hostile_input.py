@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.client import IngestClient
 from collectors.config import RetentionDays, Settings
-from collectors.loader.cli import main as load_events
+from collectors.ingest import rules
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver import records as rules
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient
+from collectors.senders.loader.cli import main as load_events
 from tests.collectors import records
 from tests.collectors.conftest import REPO_ROOT, TOKEN
 
@@ -227,7 +227,7 @@ def test_the_loader_and_the_receiver_give_the_same_answer_for_every_payload(
 
 @pytest.fixture(scope="module")
 def loader_and_receiver(pg_server, template_url: str, tmp_path_factory: pytest.TempPathFactory):
-    from collectors.warehouse import local_postgres
+    from collectors.dev import local_postgres
 
     name = f"telemetry_parity_{time.monotonic_ns()}"
     url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
@@ -304,8 +304,9 @@ def test_a_snapshot_listing_more_battles_than_it_counts_is_refused(receiver: Rec
 
 
 def _load(path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    loader = [sys.executable, "-m", "collectors.senders.loader.cli"]
     return subprocess.run(
-        [sys.executable, "-m", "collectors.loader.cli", str(path), "--database-url", url, "--no-progress", *extra],
+        [*loader, str(path), "--database-url", url, "--no-progress", *extra],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -344,7 +345,7 @@ def test_a_huge_line_is_refused_without_holding_it_and_blank_lines_write_nothing
         [
             sys.executable,
             "-c",
-            "import resource, sys; from collectors.loader.cli import main; code = main(sys.argv[1:]); "
+            "import resource, sys; from collectors.senders.loader.cli import main; code = main(sys.argv[1:]); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)",
             str(huge),
             "--database-url",

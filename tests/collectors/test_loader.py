@@ -14,11 +14,11 @@ import psycopg
 import pytest
 
 from collectors.config import Settings
-from collectors.loader.cli import main
-from collectors.loader.lines import LineRefused, parse_line
-from collectors.loader.loader import load_file, worker_pool
-from collectors.loader.sinks import DatabaseSink
 from collectors.receiver.server import Receiver
+from collectors.senders.loader.cli import main
+from collectors.senders.loader.lines import LineRefused, parse_line
+from collectors.senders.loader.loader import load_file, worker_pool
+from collectors.senders.loader.sinks import DatabaseSink
 from tests.collectors.conftest import TOKEN
 
 HOUR_AGO = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
@@ -130,7 +130,7 @@ def test_strict_stops_at_the_first_invalid_line_and_lands_nothing(
         [
             sys.executable,
             "-m",
-            "collectors.loader",
+            "collectors.senders.loader",
             str(events_file),
             "--database-url",
             warehouse_url,
@@ -212,11 +212,11 @@ def test_line_parsing_normalises_time_and_derives_stable_ids() -> None:
 
 def test_help_and_missing_file_are_friendly(tmp_path: Path) -> None:
     helped = subprocess.run(
-        [sys.executable, "-m", "collectors.loader", "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "collectors.senders.loader", "--help"], capture_output=True, text=True, timeout=30
     )
     assert helped.returncode == 0 and "--strict" in helped.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "collectors.loader", str(tmp_path / "nope.jsonl")],
+        [sys.executable, "-m", "collectors.senders.loader", str(tmp_path / "nope.jsonl")],
         capture_output=True,
         text=True,
         timeout=30,

@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from collectors.client import IngestClient
 from collectors.config import Settings
-from collectors.loader.cli import main as load_events
-from collectors.loader.loader import load_file, worker_pool
-from collectors.loader.sinks import DatabaseSink
+from collectors.ingest import rules
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from collectors.receiver import records as rules
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient
+from collectors.senders.loader.cli import main as load_events
+from collectors.senders.loader.loader import load_file, worker_pool
+from collectors.senders.loader.sinks import DatabaseSink
 from tests.collectors import records
 from tests.collectors.conftest import TOKEN
 
@@ -153,7 +153,7 @@ def test_loader_applies_the_same_rules(private_env: None, warehouse_url: str, tm
 def test_reliability_marts_are_the_same_with_hashed_receiver_keys(warehouse_url: str, tmp_path: Path) -> None:
     """Reliability keys on receiver identity: with every key replaced by its (deterministic) hash, the marts
     hold the same numbers."""
-    telemetry_dbt = pytest.importorskip("telemetry_ops.dbt")
+    telemetry_dbt = pytest.importorskip("collectors.orchestration.dbt_runner")
     from tests.dbt import scenario
 
     with psycopg.connect(warehouse_url, autocommit=True) as db:

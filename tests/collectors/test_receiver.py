@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from collectors.client import IngestClient, IngestError
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.proto.telemetry.v1 import ingest_pb2_grpc
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient, IngestError
 from tests.collectors import records
 from tests.collectors.conftest import TOKEN, free_port
 

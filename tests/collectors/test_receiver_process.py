@@ -13,10 +13,10 @@ import grpc
 import psycopg
 import pytest
 
-from collectors.client import IngestClient
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient
 from tests.collectors import records
 from tests.collectors.conftest import TOKEN, free_port
 

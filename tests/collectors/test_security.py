@@ -24,12 +24,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import errors, sql
 from pydantic import SecretStr
 
-from collectors.client import IngestClient, IngestError
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import auth
 from collectors.receiver.cli import parse_args
 from collectors.receiver.server import Receiver
+from collectors.senders.client import IngestClient, IngestError
 from tests.collectors import records
 from tests.collectors.conftest import REPO_ROOT, TOKEN
 
@@ -98,7 +98,7 @@ def test_configuration_errors_do_not_echo_secrets() -> None:
         ({"TELEMETRY_HASH_RECEIVER_KEYS": "true", "TELEMETRY_RECEIVER_KEY_SALT": salt}, "TELEMETRY_RECEIVER_KEY_SALT"),
         ({"TELEMETRY_DATABASE_URL": f"mysql://user:{password}@127.0.0.1/telemetry"}, "database_url"),
     ]
-    for module, args in (("collectors.receiver.cli", []), ("collectors.loader.cli", [__file__])):
+    for module, args in (("collectors.receiver.cli", []), ("collectors.senders.loader.cli", [__file__])):
         for env, named in cases:
             done = subprocess.run(
                 [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main({args!r}))"],
@@ -235,14 +235,15 @@ def test_the_loader_works_under_the_ingest_role(login_in_role, db: psycopg.Conne
                 "{not json",
                 json.dumps({**line, "channel": "user", "event": "account_created", "event_id": "l3"}),
                 # a number beyond numeric: valid JSON, refused by jsonb
-                json.dumps({**line, "channel": "app", "event": "open", "event_id": "l4", "payload": {"s": "BIG"}})
-                .replace('"BIG"', "1e1000000"),
+                json.dumps(
+                    {**line, "channel": "app", "event": "open", "event_id": "l4", "payload": {"s": "BIG"}}
+                ).replace('"BIG"', "1e1000000"),
             ]
         )
         + "\n"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "collectors.loader.cli", str(path), "--no-progress"],
+        [sys.executable, "-m", "collectors.senders.loader.cli", str(path), "--no-progress"],
         capture_output=True,
         text=True,
         env={**os.environ, "TELEMETRY_DATABASE_URL": ingest_url},
@@ -497,7 +498,7 @@ def test_a_token_gRPC_cannot_send_is_refused_at_configuration_time(tmp_path: Pat
         Settings(ingest_tokens=f"{TOKEN},two words")
     assert Settings(ingest_tokens=f"{TOKEN}\n").token_list() == [TOKEN]  # a secret file's newline is not the token
     done = subprocess.run(
-        [sys.executable, "-m", "collectors.host", "--minutes", "1"],
+        [sys.executable, "-m", "collectors.senders.host", "--minutes", "1"],
         capture_output=True,
         text=True,
         env={**os.environ, "TELEMETRY_TOKEN": "", "TELEMETRY_INGEST_TOKENS": "", "TELEMETRY_TOKEN_FILE": ""},
@@ -524,7 +525,7 @@ def test_a_password_on_the_command_line_is_warned_about_and_a_file_form_exists(
     with_password = warehouse_url.replace("postgresql://postgres@", "postgresql://postgres:not-needed@")
     # the warning (and a clean stop: the URL is otherwise fine, trust authentication ignores the password)
     done = subprocess.run(
-        [sys.executable, "-m", "collectors.loader.cli", "--database-url", with_password, "--dry-run", __file__],
+        [sys.executable, "-m", "collectors.senders.loader.cli", "--database-url", with_password, "--dry-run", __file__],
         capture_output=True,
         text=True,
         timeout=60,

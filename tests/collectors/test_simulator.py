@@ -14,11 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collectors.client import IngestClient
-from collectors.simulator.cli import main
-from collectors.simulator.config import SimulationConfig
-from collectors.simulator.histogram import GAMMA, bucket_index, log_histogram
-from collectors.simulator.run import BufferedSender, play
+from collectors.dev.simulator.cli import main
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.simulator.histogram import GAMMA, bucket_index, log_histogram
+from collectors.dev.simulator.run import BufferedSender, play
+from collectors.senders.client import IngestClient
 from tests.collectors.conftest import TOKEN
 
 END = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)
@@ -144,7 +144,7 @@ def test_a_small_run_through_the_receiver_lands_with_zero_rejects_and_matches_it
 
 def test_cli_help_and_bad_ranges(tmp_path: Path) -> None:
     helped = subprocess.run(
-        [sys.executable, "-m", "collectors.simulator", "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "collectors.dev.simulator", "--help"], capture_output=True, text=True, timeout=30
     )
     assert helped.returncode == 0 and "--loss-rate" in helped.stdout
     assert main(["--no-send", "--start", "2026-03-02T00:00", "--end", "2026-03-01T00:00"]) == 2

@@ -1,6 +1,6 @@
 """One warehouse database per test session for the dbt tests: hand-made raw rows, one full build.
 
-dbt runs in-process through ``telemetry_ops.dbt`` (one dbtRunner per process); every test that
+dbt runs in-process through ``collectors.orchestration.dbt_runner`` (one dbtRunner per process); every test that
 rebuilds a window puts back exactly what the full build made, which the tests themselves check.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt import scenario
 
 

@@ -10,12 +10,12 @@ import psycopg
 from google.protobuf.message import Message
 from psycopg import sql
 
-from collectors.client import IngestClient
 from collectors.config import RetentionDays, Settings
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.simulator.run import BufferedSender, play
+from collectors.dev.simulator.truth import GroundTruth
 from collectors.receiver.server import Receiver
-from collectors.simulator.config import SimulationConfig
-from collectors.simulator.run import BufferedSender, play
-from collectors.simulator.truth import GroundTruth
+from collectors.senders.client import IngestClient
 from collectors.warehouse.partitions import ensure_partitions
 from tests.collectors.conftest import TOKEN
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from telemetry_ops import dbt
 
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.raw_rows import at, ensure_partitions, insert_events
 
 DAY = dt.date(2026, 11, 3)  # Tuesday of the week of 2026-11-02

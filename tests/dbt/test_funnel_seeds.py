@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from collectors.simulator.config import FUNNELS, Funnel
+from collectors.dev.simulator.config import FUNNELS, Funnel
 
 SEEDS = Path(__file__).resolve().parents[2] / "dbt_project" / "seeds"
 

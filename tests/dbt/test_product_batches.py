@@ -27,9 +27,9 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from telemetry_ops import dbt
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.raw_rows import ensure_partitions
 
 FIRST_DAY = dt.date(2026, 11, 2)

@@ -18,8 +18,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import psycopg
-from telemetry_ops import dbt
 
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.raw_rows import UTC, Sample, ensure_partitions, insert_samples
 
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=UTC)  # the fixture's time.Now()

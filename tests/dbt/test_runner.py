@@ -1,4 +1,4 @@
-"""telemetry_ops.dbt: the window goes to dbt as vars, failures name their nodes, run results are kept."""
+"""The dbt runner: the window goes to dbt as vars, failures name their nodes, run results are kept."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from telemetry_ops import dbt
 
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.conftest import DbtWarehouse
 from tests.dbt.raw_rows import DAY
 

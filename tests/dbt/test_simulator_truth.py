@@ -29,11 +29,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
 
-from collectors.simulator.config import SimulationConfig
-from collectors.simulator.truth import STATES
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.simulator.truth import STATES
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.simulated import land_simulation
 
 DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)

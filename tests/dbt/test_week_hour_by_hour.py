@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
 
-from collectors.simulator.config import SimulationConfig
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 END = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
-from telemetry_ops.week_runs import last_complete_week
 
 from collectors.config import RetentionDays
-from collectors.simulator.config import SimulationConfig
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.week_runs import last_complete_week
+from collectors.orchestration import dbt_runner as dbt
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import Partition, list_partitions
 from tests.dbt.simulated import land_simulation

@@ -3,7 +3,7 @@ gives the same marts as the scheduled runs would, row for row.
 
 The scheduled runs' result is built below Airflow in a copy of the same landed week: the hourly range in one
 call (equal to one build per hour: tests/dbt/test_week_hour_by_hour.py), then each day, then the week. The
-Airflow side is ``telemetry_ops.week_runs.run_week``, the code ``make demo`` runs.
+Airflow side is ``collectors.dev.week_runs.run_week``, the code ``make demo`` runs.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
-from telemetry_ops.local_airflow import LocalAirflow
-from telemetry_ops.week_runs import last_complete_week, run_week
 
 from collectors.config import RetentionDays
-from collectors.simulator.config import SimulationConfig
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.local_airflow import LocalAirflow
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.week_runs import last_complete_week, run_week
+from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 pytestmark = pytest.mark.e2e

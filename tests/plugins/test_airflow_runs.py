@@ -14,11 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops import dbt
-from telemetry_ops.builds import PARTS
-from telemetry_ops.local_airflow import LocalAirflow
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.local_airflow import LocalAirflow
+from collectors.orchestration import dbt_runner as dbt
+from collectors.orchestration.builds import PARTS
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import list_partitions
 from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, snapshot

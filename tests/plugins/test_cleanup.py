@@ -6,11 +6,11 @@ import datetime as dt
 
 import psycopg
 import pytest
-from telemetry_ops.builds import selection
-from telemetry_ops.cadences import DAILY, HOURLY, WEEKLY, Window, refuse_unfinished, run_window
-from telemetry_ops.cleanup import FEEDS, count_rows, drop_partitions, missing_builds, plan_cleanup
 
 from collectors.config import RetentionDays
+from collectors.orchestration.builds import selection
+from collectors.orchestration.cadences import DAILY, HOURLY, WEEKLY, Window, refuse_unfinished, run_window
+from collectors.orchestration.cleanup import FEEDS, count_rows, drop_partitions, missing_builds, plan_cleanup
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import list_partitions
 
@@ -151,15 +151,13 @@ def test_rows_that_land_after_validation_keep_their_partition(db: psycopg.Connec
     dropped = drop_partitions(db, plan, validated, run_id="late")
     assert late not in dropped and other in dropped
     assert db.execute("select count(*) from raw.message_samples where message_id = 'late'").fetchone() == (1,)
-    (reason,) = db.execute(
-        "select reason from quality.cleanup_log where partition_name = %s", (late.name,)
-    ).fetchone()
+    (reason,) = db.execute("select reason from quality.cleanup_log where partition_name = %s", (late.name,)).fetchone()
     assert reason.startswith("rows arrived after validation (0 were validated, 1 are there now)")
 
 
 def test_the_reliability_look_back_never_outreaches_the_sample_retention() -> None:
     from collectors.config import Settings
-    from telemetry_ops.builds import dbt_vars
+    from collectors.orchestration.builds import dbt_vars
 
     assert dbt_vars(Settings()) == {"reliability_lookback_days": 7}
     assert dbt_vars(Settings(retention=RetentionDays(message_samples=3))) == {"reliability_lookback_days": 3}

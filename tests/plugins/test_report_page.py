@@ -1,4 +1,4 @@
-"""The data-quality report (``telemetry_ops.report``, mounted by ``plugins/telemetry_report.py``).
+"""The data-quality report (``collectors.orchestration.report``, mounted by ``plugins/telemetry_report.py``).
 
 Below Airflow, the FastAPI app against a real warehouse copy (FastAPI's TestClient): runs newest first,
 failing expectations, escaping of hostile text, empty state, database down or unmigrated (503 with
@@ -31,11 +31,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi import Depends, HTTPException
-from telemetry_ops import dbt
-from telemetry_ops.local_airflow import LocalAirflow, free_port
-from telemetry_ops.report import DayReliability, chart, create_app
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.dev.local_airflow import LocalAirflow, free_port
+from collectors.orchestration import dbt_runner as dbt
+from collectors.orchestration.report import DayReliability, chart, create_app
 
 with warnings.catch_warnings():  # starlette's TestClient would rather have httpx2; httpx is what is pinned
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

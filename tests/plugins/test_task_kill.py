@@ -1,6 +1,6 @@
 """Fault: a dbt task killed (SIGKILL) in the middle of its build, then retried, leaves correct marts.
 
-The killed process is the daily ``build_marts`` task's body (``telemetry_ops.builds.build_part``) in a process
+The killed process is the daily ``build_marts`` task's body (``orchestration.builds.build_part``) in a process
 of its own, killed once PostgreSQL shows it writing a mart; the retry is the same call again, as Airflow's
 retry runs it. Each dbt model is replaced in one transaction, so the kill leaves every mart as it was or
 as built; the retry must wait for the dead build's advisory lock to go, rebuild the window, and end with
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops.builds import build_part
-from telemetry_ops.cadences import CADENCES, Window
 
-from collectors.warehouse import local_postgres
+from collectors.dev import local_postgres
+from collectors.orchestration.builds import build_part
+from collectors.orchestration.cadences import CADENCES, Window
 from tests.dbt.simulated import DAILY_MARTS, snapshot
 from tests.plugins.conftest import LandedWeek
 
@@ -33,8 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TASK = """
 import datetime as dt, sys
 from pathlib import Path
-from telemetry_ops.builds import build_part
-from telemetry_ops.cadences import CADENCES, Window
+from collectors.orchestration.builds import build_part
+from collectors.orchestration.cadences import CADENCES, Window
 start = dt.datetime.fromisoformat(sys.argv[2])
 build_part(CADENCES["daily"], "marts", Window(start, start + dt.timedelta(days=1)), database_url=sys.argv[1],
            artefacts_dir=Path(sys.argv[3]), dag_id="telemetry_daily", run_id="killed")

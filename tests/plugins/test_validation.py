@@ -1,4 +1,4 @@
-"""The weekly Great Expectations gate (telemetry_ops.validation), without Airflow, on a real PostgreSQL.
+"""The weekly Great Expectations gate (collectors.orchestration.validation), without Airflow, on a real PostgreSQL.
 
 A simulated day is landed through the receiver and built into marts once (conftest); every test validates
 its own copy. Clean data passes and every (suite, asset) run is stored and rendered; each corruption
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from telemetry_ops.validation import URL_VARIABLE, ValidationOutcome, validate_week
 
+from collectors.orchestration.validation import URL_VARIABLE, ValidationOutcome, validate_week
 from tests.plugins.conftest import MARTS, LandedWeek
 
 RAW_SUITES = {
@@ -308,8 +308,7 @@ def test_corruption_fails_and_names_the_failing_expectation(
 
 
 def test_scope_covers_the_partition_days_and_the_window_per_raw_table() -> None:
-    from telemetry_ops.expectations import Scope, day_ranges, mondays
-
+    from collectors.orchestration.expectations import Scope, day_ranges, mondays
     from collectors.warehouse.partitions import Partition
 
     start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday

@@ -1,6 +1,0 @@
-"""The exporter every sender uses: batching, retries with backoff, and an on-disk spool."""
-
-from collectors.client.exporter import IngestClient, IngestError, PushResult
-from collectors.client.spool import Spool, SpoolFullError, SpoolWriteError
-
-__all__ = ["IngestClient", "IngestError", "PushResult", "Spool", "SpoolFullError", "SpoolWriteError"]

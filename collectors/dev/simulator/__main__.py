@@ -1,0 +1,5 @@
+import sys
+
+from collectors.dev.simulator.cli import main
+
+sys.exit(main())

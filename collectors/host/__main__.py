@@ -1,5 +1,0 @@
-import sys
-
-from collectors.host.cli import main
-
-sys.exit(main())

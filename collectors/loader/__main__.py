@@ -1,5 +1,0 @@
-import sys
-
-from collectors.loader.cli import main
-
-sys.exit(main())

@@ -1,0 +1,156 @@
+"""One dbt build of one cadence over one window: what the DAGs' dbt tasks do.
+
+The marts of a cadence are built in two parts: ``marts`` (everything tagged with the cadence
+except reliability) right after the window ends, and ``reliability`` once the configured lag has
+passed (a receiver only counts when it was seen after the window, DESIGN.md item 3). Each part
+is one in-process ``dbt build`` under a warehouse-wide advisory lock, its ``run_results.json`` is
+kept per DAG run, and a successful build of a whole part is recorded in ``quality.dbt_builds``,
+the ledger the weekly cleanup reads before it drops raw data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collectors.config import Settings
+from collectors.orchestration import dbt_runner as dbt
+from collectors.orchestration.cadences import Cadence, Window
+from collectors.warehouse.db import advisory_lock, connect
+
+log = logging.getLogger(__name__)
+
+PARTS = ("marts", "reliability")
+DBT_LOCK = "telemetry-dbt-build"
+
+# Model families a manual run may fully refresh (dbt node-name patterns, intersected with the cadence tag).
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "day_log": ("fct_telemetry_*",),
+    "minutes_per_user": ("fct_minutes_per_user_*",),
+    "reliability": ("int_message_presence_*", "fct_channel_reliability_*", "fct_reliability_*"),
+    "host_metrics": ("fct_host_metrics_*",),
+    "event_counts": ("fct_event_counts_*",),
+    "product": ("fct_sessions", "int_funnel_*", "fct_funnel_*", "fct_retention_*", "fct_feature_adoption_*"),
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    select: str
+    exclude: str | None
+
+
+def selection(cadence: Cadence, part: str, family: str | None = None) -> Selection:
+    """dbt ``--select``/``--exclude`` for one part of a cadence, optionally one model family only."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+    if family is not None and family not in MODEL_FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {sorted(MODEL_FAMILIES)}")
+    if family is None:
+        if part == "marts":  # staging views come along as ancestors ("+")
+            return Selection(f"+tag:{cadence.name}", "tag:reliability")
+        return Selection(f"tag:{cadence.name},tag:reliability", None)
+    scope = f"tag:{cadence.name},tag:reliability" if part == "reliability" else f"tag:{cadence.name}"
+    select = " ".join(f"{scope},{pattern}" for pattern in MODEL_FAMILIES[family])
+    return Selection(select, "tag:reliability" if part == "marts" else None)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "manual"
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    cadence: str
+    part: str
+    window: Window
+    nodes: int
+    elapsed_seconds: float
+    artefacts_path: Path
+
+
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The dbt vars the warehouse's settings decide. The reliability look-back can reach no further back than
+    the raw message samples are kept (older hours come from the presence summary, which outlives them, but a
+    rebuild of the summary could not)."""
+    lookback = min(settings.reliability_lookback_days, settings.retention.message_samples)
+    if lookback < settings.reliability_lookback_days:
+        log.warning("reliability look-back cut to %d days: message samples are kept only that long", lookback)
+    return {"reliability_lookback_days": lookback}
+
+
+def build_part(
+    cadence: Cadence,
+    part: str,
+    window: Window,
+    *,
+    database_url: str,
+    artefacts_dir: Path,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    family: str | None = None,
+    full_refresh: bool = False,
+    settings: Settings | None = None,
+) -> BuildRecord:
+    """Build one part of ``cadence`` for ``window``; keep its run results; record it in the ledger.
+
+    Raises ``collectors.orchestration.dbt_runner.DbtBuildError`` naming the failed nodes (its run results are kept too).
+    A build restricted to one ``family`` is not recorded as covering the window.
+    """
+    chosen = selection(cadence, part, family)
+    target = artefacts_dir / "target" / cadence.name  # shared per cadence: dbt's parse cache lives here
+    kept = artefacts_dir / "runs" / _safe(dag_id or "manual") / _safe(run_id or window.start.isoformat()) / part
+    log.info("dbt build --select %r --exclude %r for %s", chosen.select, chosen.exclude, window)
+    with advisory_lock(database_url, DBT_LOCK):
+        (target / "run_results.json").unlink(missing_ok=True)  # never keep a previous run's results
+        try:
+            result = dbt.build(
+                chosen.select,
+                window.start,
+                window.end,
+                database_url=database_url,
+                exclude=chosen.exclude,
+                full_refresh=full_refresh,
+                target_path=target,
+                vars=dbt_vars(settings or Settings()),
+            )
+        finally:
+            _keep_run_results(target, kept)
+    record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept)
+    log.info("built %d nodes in %.1f s; run results in %s", record.nodes, record.elapsed_seconds, kept)
+    if family is None:
+        _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh)
+    return record
+
+
+def _keep_run_results(target: Path, kept: Path) -> None:
+    source = target / "run_results.json"
+    if source.exists():
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, kept / "run_results.json")
+
+
+def _record(
+    database_url: str, record: BuildRecord, *, dag_id: str | None, run_id: str | None, full_refresh: bool
+) -> None:
+    with connect(database_url) as conn:
+        conn.execute(
+            "insert into quality.dbt_builds (cadence, part, window_start, window_end, dag_id, run_id,"
+            " full_refresh, nodes, elapsed_seconds, artefacts_path) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                record.cadence,
+                record.part,
+                record.window.start,
+                record.window.end,
+                dag_id,
+                run_id,
+                full_refresh,
+                record.nodes,
+                record.elapsed_seconds,
+                str(record.artefacts_path),
+            ),
+        )

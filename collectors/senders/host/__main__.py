@@ -1,0 +1,5 @@
+import sys
+
+from collectors.senders.host.cli import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from collectors.senders.loader.cli import main
+
+sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from collectors.simulator.cli import main
-
-sys.exit(main())

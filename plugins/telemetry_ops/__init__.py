@@ -1,1 +1,0 @@
-"""Operations the Airflow DAGs run (dbt builds, validation, cleanup), importable without Airflow."""

@@ -10,6 +10,7 @@ process id so that several test runs can share one server.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,13 @@ from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow imported by the tests reads a throwaway home, never ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+# Fixtures shared across the suite's folders (real receivers, the landed week of the orchestration tests).
+pytest_plugins = ["tests.support.receivers", "tests.support.landed_week"]
 
 
 @pytest.fixture(scope="session")

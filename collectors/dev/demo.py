@@ -29,6 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from collectors.config import STATE_DIR, Settings
 from collectors.dev import local_postgres
@@ -97,7 +98,7 @@ def summary(url: str, truth_dir: Path, start: dt.datetime, end: dt.datetime, sin
     with psycopg.connect(url) as conn:
         print("\nRows landed in raw:")
         for table in RAW_TABLES:
-            n = conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
+            n = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier("raw", table))).fetchone()[0]
             print(f"    raw.{table:<20} {n:>10,}")
         rejects = conn.execute("select count(*) from raw.rejects").fetchone()[0]
         print(f"    raw.rejects              {rejects:>10,}")

@@ -26,7 +26,7 @@ from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.senders.client import IngestClient
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
-from tests.collectors.conftest import free_port, wait_serving
+from tests.support.receivers import free_port, wait_serving
 
 ROWS = 200_000
 BATCH = 2_000

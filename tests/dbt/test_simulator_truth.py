@@ -34,7 +34,7 @@ from collectors.dev import local_postgres
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.simulator.truth import STATES
 from collectors.orchestration import dbt_runner as dbt
-from tests.dbt.simulated import land_simulation
+from tests.support.simulated import land_simulation
 
 DAY = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
 START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)

@@ -22,7 +22,7 @@ import pytest
 from collectors.dev import local_postgres
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.orchestration import dbt_runner as dbt
-from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
+from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 END = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
 DAYS = int(os.environ.get("TELEMETRY_EQUIVALENCE_DAYS", "2"))

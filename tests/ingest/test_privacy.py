@@ -19,8 +19,8 @@ from collectors.senders.client import IngestClient
 from collectors.senders.loader.cli import main as load_events
 from collectors.senders.loader.loader import load_file, worker_pool
 from collectors.senders.loader.sinks import DatabaseSink
-from tests.collectors import records
-from tests.collectors.conftest import TOKEN
+from tests.support import records
+from tests.support.receivers import TOKEN
 
 SALT = "a-salt-of-at-least-16-characters"
 PRIVATE = {

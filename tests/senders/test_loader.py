@@ -19,7 +19,7 @@ from collectors.senders.loader.cli import main
 from collectors.senders.loader.lines import LineRefused, parse_line
 from collectors.senders.loader.loader import load_file, worker_pool
 from collectors.senders.loader.sinks import DatabaseSink
-from tests.collectors.conftest import TOKEN
+from tests.support.receivers import TOKEN
 
 HOUR_AGO = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
 

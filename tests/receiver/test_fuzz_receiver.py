@@ -30,7 +30,7 @@ from collectors.ingest import rules
 from collectors.ingest.service import ENDPOINTS, Endpoint
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
-from tests.collectors.conftest import TOKEN, report_figures
+from tests.support.receivers import TOKEN, report_figures
 
 pytestmark = pytest.mark.fuzz
 

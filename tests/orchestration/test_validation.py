@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from collectors.orchestration.validation import URL_VARIABLE, ValidationOutcome, validate_week
-from tests.plugins.conftest import MARTS, LandedWeek
+from tests.support.landed_week import MARTS, LandedWeek
 
 RAW_SUITES = {
     f"raw_{t}": f"raw_{t}_partitions_to_drop"

@@ -25,8 +25,8 @@ from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
 from collectors.senders.loader.cli import main as load_events
-from tests.collectors import records
-from tests.collectors.conftest import REPO_ROOT, TOKEN
+from tests.support import records
+from tests.support.receivers import REPO_ROOT, TOKEN
 
 pytestmark = pytest.mark.fuzz
 

@@ -25,7 +25,7 @@ from collectors.dev.week_runs import last_complete_week
 from collectors.orchestration import dbt_runner as dbt
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import Partition, list_partitions
-from tests.dbt.simulated import land_simulation
+from tests.support.simulated import land_simulation
 
 # the marts the validation reads; their parents come with them ("+model")
 MARTS = (

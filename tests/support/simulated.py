@@ -17,7 +17,7 @@ from collectors.dev.simulator.truth import GroundTruth
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
 from collectors.warehouse.partitions import ensure_partitions
-from tests.collectors.conftest import TOKEN
+from tests.support.receivers import TOKEN
 
 HOURLY_MARTS = ("fct_channel_reliability_hourly", "fct_reliability_hourly", "fct_host_metrics_hourly")
 DAILY_MARTS = (

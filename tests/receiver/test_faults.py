@@ -39,9 +39,9 @@ from collectors.senders.host.collector import HostCollector
 from collectors.senders.host.rollup import MinuteRollup
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
-from tests.collectors import records
-from tests.collectors.conftest import REPO_ROOT, TOKEN, free_port, report_figures, wait_serving
-from tests.collectors.loadgen import Sender, assert_exactly_once, check_exactly_once
+from tests.support import records
+from tests.support.loadgen import Sender, assert_exactly_once, check_exactly_once
+from tests.support.receivers import REPO_ROOT, TOKEN, free_port, report_figures, wait_serving
 
 pytestmark = pytest.mark.fault
 

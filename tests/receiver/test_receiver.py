@@ -15,8 +15,8 @@ from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.proto.telemetry.v1 import ingest_pb2_grpc
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient, IngestError
-from tests.collectors import records
-from tests.collectors.conftest import TOKEN, free_port
+from tests.support import records
+from tests.support.receivers import TOKEN, free_port
 
 
 def count(db: psycopg.Connection, table: str) -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 
 from collectors.senders.client import IngestClient
-from tests.collectors import records
-from tests.collectors.conftest import TOKEN
+from tests.support import records
+from tests.support.receivers import TOKEN
 
 
 class Sender(threading.Thread):

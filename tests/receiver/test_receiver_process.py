@@ -17,8 +17,8 @@ from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
-from tests.collectors import records
-from tests.collectors.conftest import TOKEN, free_port
+from tests.support import records
+from tests.support.receivers import TOKEN, free_port
 
 
 def stored_keys(db: psycopg.Connection) -> set[str]:

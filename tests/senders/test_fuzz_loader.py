@@ -27,7 +27,7 @@ from collectors.ingest import rules
 from collectors.senders.loader.loader import load_file
 from collectors.senders.loader.sinks import DatabaseSink
 from collectors.senders.loader.source import GZIP_MAGIC, UnreadableFile
-from tests.collectors.conftest import report_figures
+from tests.support.receivers import report_figures
 
 pytestmark = pytest.mark.fuzz
 

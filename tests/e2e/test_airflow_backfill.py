@@ -23,7 +23,7 @@ from collectors.dev.local_airflow import LocalAirflow
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.week_runs import last_complete_week, run_week
 from collectors.orchestration import dbt_runner as dbt
-from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
+from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 pytestmark = pytest.mark.e2e
 

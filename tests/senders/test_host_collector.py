@@ -18,7 +18,7 @@ from collectors.senders.client import IngestClient
 from collectors.senders.host.collector import HostCollector
 from collectors.senders.host.exposition import CurrentValues
 from collectors.senders.host.rollup import COUNTER_RATE_FIELDS, MinuteRollup, Sample, counter_increase
-from tests.collectors.conftest import TOKEN, free_port
+from tests.support.receivers import TOKEN, free_port
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
 

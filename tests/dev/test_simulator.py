@@ -19,7 +19,7 @@ from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.simulator.histogram import GAMMA, bucket_index, log_histogram
 from collectors.dev.simulator.run import BufferedSender, play
 from collectors.senders.client import IngestClient
-from tests.collectors.conftest import TOKEN
+from tests.support.receivers import TOKEN
 
 END = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)
 

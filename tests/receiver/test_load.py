@@ -21,9 +21,9 @@ import pytest
 
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
-from tests.collectors import records
-from tests.collectors.conftest import TOKEN, report_figures
-from tests.collectors.loadgen import Sender, assert_exactly_once, check_exactly_once, percentile
+from tests.support import records
+from tests.support.loadgen import Sender, assert_exactly_once, check_exactly_once, percentile
+from tests.support.receivers import TOKEN, report_figures
 
 pytestmark = pytest.mark.load
 

@@ -24,8 +24,8 @@ import pytest
 from collectors.dev import local_postgres
 from collectors.orchestration.builds import build_part
 from collectors.orchestration.cadences import CADENCES, Window
-from tests.dbt.simulated import DAILY_MARTS, snapshot
-from tests.plugins.conftest import LandedWeek
+from tests.support.landed_week import LandedWeek
+from tests.support.simulated import DAILY_MARTS, snapshot
 
 pytestmark = pytest.mark.fault
 

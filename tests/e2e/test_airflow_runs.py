@@ -21,8 +21,8 @@ from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.builds import PARTS
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import list_partitions
-from tests.dbt.simulated import DAILY_MARTS, HOURLY_MARTS, snapshot
-from tests.plugins.conftest import LandedWeek
+from tests.support.landed_week import LandedWeek
+from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, snapshot
 
 pytestmark = pytest.mark.e2e
 

@@ -45,16 +45,25 @@ class Selection:
 
 
 def selection(cadence: Cadence, part: str, family: str | None = None) -> Selection:
-    """dbt ``--select``/``--exclude`` for one part of a cadence, optionally one model family only."""
+    """dbt ``--select``/``--exclude`` for one part of a cadence, optionally one model family only.
+
+    A whole ``marts`` part builds the cadence's models, the views and seeds they read, and never another
+    cadence's tables: the weekly marts read the daily tables the daily runs built, and a weekly run that rebuilt
+    them would redo seven days of daily models and their tests. The views are rebuilt so that a changed view
+    takes effect; dbt replaces a view by dropping it with cascade, so the views built on top of one must be in
+    the selection too (they are, being ancestors as well: ``tests/dags/test_build_selection.py``). The
+    ``reliability`` part builds what is tagged reliability only; the ``marts`` part before it built its views.
+    """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
     if family is not None and family not in MODEL_FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {sorted(MODEL_FAMILIES)}")
+    tag = f"tag:{cadence.name}"
     if family is None:
-        if part == "marts":  # staging views come along as ancestors ("+")
-            return Selection(f"+tag:{cadence.name}", "tag:reliability")
-        return Selection(f"tag:{cadence.name},tag:reliability", None)
-    scope = f"tag:{cadence.name},tag:reliability" if part == "reliability" else f"tag:{cadence.name}"
+        if part == "marts":
+            return Selection(f"{tag} +{tag},config.materialized:view +{tag},resource_type:seed", "tag:reliability")
+        return Selection(f"{tag},tag:reliability", None)
+    scope = f"{tag},tag:reliability" if part == "reliability" else tag
     select = " ".join(f"{scope},{pattern}" for pattern in MODEL_FAMILIES[family])
     return Selection(select, "tag:reliability" if part == "marts" else None)
 

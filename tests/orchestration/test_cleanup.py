@@ -89,7 +89,9 @@ def test_drops_exactly_the_validated_partitions_older_than_the_retention(db: psy
 
 
 def test_selection_per_part_and_family() -> None:
-    assert selection(HOURLY, "marts").select == "+tag:hourly"
+    assert selection(HOURLY, "marts").select == (
+        "tag:hourly +tag:hourly,config.materialized:view +tag:hourly,resource_type:seed"
+    )
     assert selection(HOURLY, "marts").exclude == "tag:reliability"
     assert selection(DAILY, "reliability").select == "tag:daily,tag:reliability"
     family = selection(WEEKLY, "marts", "host_metrics")

@@ -2,10 +2,37 @@
 
 Builds every model tagged ``hourly`` (host metrics, reliability) for the run's data interval
 ``[data_interval_start, data_interval_end)``; reliability waits one hour more (the lag) so that
-receivers seen after the hour count. Manual runs may pass ``window_start``/``window_end`` to rebuild
-a range of hours in one dbt call, or ``full_refresh_family``.
+receivers seen after the hour count. Manual runs may pass ``window_start``/``window_end`` (whole hours,
+UTC) to rebuild a range of hours in one dbt call, or ``full_refresh_family``.
 """
 
-from collectors.orchestration.airflow_tasks import cadence_dag
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
-dag = cadence_dag("hourly", doc_md=__doc__)
+from collectors.orchestration.airflow_tasks import (
+    DEFAULT_ARGS,
+    build_marts,
+    build_reliability,
+    check_window,
+    schedule_start,
+    wait_reliability_lag,
+    window_params,
+)
+
+CADENCE = "hourly"
+
+with DAG(
+    dag_id="telemetry_hourly",
+    description=__doc__.strip().splitlines()[0],
+    doc_md=__doc__,
+    # a data-interval timetable: each run owns exactly the hour before its tick
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=schedule_start(),
+    catchup=True,
+    # runs write disjoint hours and every dbt build takes a warehouse-wide lock, so one run may wait out its
+    # reliability lag while the next builds its marts
+    max_active_runs=2,
+    default_args=DEFAULT_ARGS,
+    params=window_params(CADENCE),
+    tags=["telemetry", CADENCE],
+) as dag:
+    check_window(CADENCE) >> build_marts(CADENCE) >> wait_reliability_lag(CADENCE) >> build_reliability(CADENCE)

@@ -1,8 +1,10 @@
-"""The Airflow side: the DAG factory, the tasks' bodies, the lag sensor and the failure callback.
+"""What the DAG files in ``dags/`` are made of: their tasks, the lag sensor, the failure callback, shared settings.
 
-Each task body is a few lines that read the run's window and settings and call a function of
-``telemetry_ops`` that is tested without Airflow. Heavy imports (dbt, Great Expectations, psycopg)
-happen inside the task bodies, so parsing the DAG files stays fast (``dags.parse_seconds``).
+Each DAG file declares its own graph from these pieces; a task takes its cadence (``"hourly"``, ``"daily"``,
+``"weekly"``) as its argument, so one task function serves every DAG and none of them branches on a DAG's
+name. A task body reads the run's window and settings and calls a function of ``collectors.orchestration``
+that is tested without Airflow. Heavy imports (dbt, Great Expectations, psycopg) happen inside the task bodies,
+so parsing the DAG files stays fast (``dags.parse_seconds``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ import logging
 from typing import Any
 
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-from airflow.sdk import DAG, BaseSensorOperator, Connection, CronDataIntervalTimetable, Param, task
+from airflow.sdk import BaseSensorOperator, Connection, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from collectors.orchestration.builds import MODEL_FAMILIES
-from collectors.orchestration.cadences import CADENCES, Cadence, Window, refuse_unfinished, run_window
+from collectors.orchestration.cadences import CADENCES, MODEL_FAMILIES, Window, refuse_unfinished, run_window
 
 log = logging.getLogger(__name__)
 
 WAREHOUSE_CONN_ID = "telemetry_warehouse"
+LAG_SENSOR_TIMEOUT = dt.timedelta(weeks=3)
 
 
 def warehouse_url() -> str:
@@ -58,6 +60,44 @@ def record_failure(context: dict[str, Any]) -> None:
         log.exception("could not record the failure in quality.task_failures")
 
 
+# Every task of every DAG: a transient failure (database restart, lock timeout) gets three more tries, further
+# and further apart; whatever fails is also kept in quality.task_failures.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "data-engineering",
+    "retries": 3,
+    "retry_delay": dt.timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "on_failure_callback": record_failure,
+}
+
+
+def schedule_start() -> dt.datetime:
+    """Where catchup starts (``TELEMETRY_SCHEDULE_START``): the first unpause queues every period since."""
+    from collectors.config import Settings
+
+    return Settings().schedule_start
+
+
+def window_params(cadence: str) -> dict[str, Param]:
+    """A manual run's params: a range to rebuild in one run, or a model family to rebuild from all raw data."""
+    return {
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            description=f"Manual range run: start of the range to rebuild (ISO 8601, on a {cadence} "
+            "boundary); leave empty to build the run's data interval.",
+        ),
+        "window_end": Param(None, type=["null", "string"], description="Manual range run: end of the range."),
+        "full_refresh_family": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *sorted(MODEL_FAMILIES)],
+            description="Rebuild one model family of this cadence from all raw data (dbt --full-refresh).",
+        ),
+    }
+
+
 class WindowLagSensor(BaseSensorOperator):
     """Wait, deferred (no worker slot, no polling), until the run's window end plus a lag has passed.
 
@@ -65,15 +105,16 @@ class WindowLagSensor(BaseSensorOperator):
     aggregator waits). A window in the past passes at once, so backfills do not wait.
     """
 
-    def __init__(self, *, cadence: Cadence, **kwargs: Any) -> None:
+    def __init__(self, *, cadence: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cadence = cadence
 
     def target_time(self, context: Any) -> dt.datetime:
         from collectors.config import Settings
 
-        window = run_window(context, self.cadence)
-        return window.end + self.cadence.length * Settings().reliability_lag_windows
+        cadence = CADENCES[self.cadence]
+        window = run_window(context, cadence)
+        return window.end + cadence.length * Settings().reliability_lag_windows
 
     def poke(self, context: Any) -> bool:
         return dt.datetime.now(dt.UTC) >= self.target_time(context)
@@ -89,16 +130,38 @@ class WindowLagSensor(BaseSensorOperator):
         return None
 
 
-def _build(cadence: Cadence, part: str, context: dict[str, Any]) -> dict[str, Any]:
+def wait_reliability_lag(cadence: str) -> WindowLagSensor:
+    """The sensor between a cadence's marts and its reliability marts (a receiver counts once seen after the window)."""
+    return WindowLagSensor(task_id="wait_reliability_lag", cadence=cadence, timeout=LAG_SENSOR_TIMEOUT.total_seconds())
+
+
+def _finished_window(cadence: str, context: dict[str, Any]) -> Window:
+    """The run's window, or a failure without retries: a misaligned or unfinished window never gets better."""
+    try:
+        window = run_window(context, CADENCES[cadence])
+        refuse_unfinished(window)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
+    return window
+
+
+@task(retries=0)
+def check_window(cadence: str, **context: Any) -> dict[str, str]:
+    """First task of a cadence DAG: the run's window, failed at once (no retries) if misaligned or unfinished."""
+    window = _finished_window(cadence, context)
+    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+
+
+def _build(cadence: str, part: str, context: dict[str, Any]) -> dict[str, Any]:
     from collectors.config import Settings
     from collectors.orchestration.builds import build_part
 
     params = context.get("params") or {}
     family = params.get("full_refresh_family") or None
     record = build_part(
-        cadence,
+        CADENCES[cadence],
         part,
-        run_window(context, cadence),
+        run_window(context, CADENCES[cadence]),
         database_url=warehouse_url(),
         artefacts_dir=Settings().artefacts_dir,
         dag_id=context["dag"].dag_id,
@@ -113,26 +176,25 @@ def _build(cadence: Cadence, part: str, context: dict[str, Any]) -> dict[str, An
     }
 
 
-def _check_window(cadence: Cadence, context: dict[str, Any]) -> dict[str, str]:
-    """The run's window, or a failure without retries: a misaligned or unfinished window never gets better."""
-    try:
-        window = run_window(context, cadence)
-        refuse_unfinished(window)
-    except ValueError as error:
-        raise AirflowFailException(str(error)) from None
-    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+@task
+def build_marts(cadence: str, **context: Any) -> dict[str, Any]:
+    """One dbt build of the cadence's marts (all but reliability) over the run's window; returns its run results."""
+    return _build(cadence, "marts", context)
 
 
-def _finished_window(cadence: Cadence, context: dict[str, Any]) -> Window:
-    window = run_window(context, cadence)
-    try:
-        refuse_unfinished(window)
-    except ValueError as error:
-        raise AirflowFailException(str(error)) from None
-    return window
+@task
+def build_reliability(cadence: str, **context: Any) -> dict[str, Any]:
+    """One dbt build of the cadence's reliability marts over the run's window, once the lag has passed."""
+    return _build(cadence, "reliability", context)
 
 
-def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, Any]]:
+@task(retries=0)
+def validate(cadence: str, **context: Any) -> list[dict[str, Any]]:
+    """Great Expectations on the raw partitions the cleanup would drop and the marts built from them.
+
+    Returns those partitions with their row counts (taken before validating: rows landing from then on were not
+    validated). No retries: the same data fails the same way; fix it, then clear this task.
+    """
     from collectors.config import Settings
     from collectors.orchestration.cleanup import count_rows, plan_cleanup
     from collectors.orchestration.validation import validate_week
@@ -141,7 +203,7 @@ def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, Any]]
     settings, url, window = Settings(), warehouse_url(), _finished_window(cadence, context)
     with connect(url) as conn:
         plan = plan_cleanup(conn, settings.retention)
-        rows = count_rows(conn, plan.drop)  # before validating: rows landing from now on were not validated
+        rows = count_rows(conn, plan.drop)
     for kept in plan.keep:
         log.info("keeping raw.%s: %s", kept.partition.name, kept.reason)
     outcome = validate_week(
@@ -163,7 +225,9 @@ def _validate(cadence: Cadence, context: dict[str, Any]) -> list[dict[str, Any]]
     return [{"table": p.table, "name": p.name, "day": p.day.isoformat(), "rows": rows[p.name]} for p in plan.drop]
 
 
-def _cleanup(cadence: Cadence, validated: list[dict[str, Any]], context: dict[str, Any]) -> list[str]:
+@task
+def cleanup(cadence: str, validated: list[dict[str, Any]], **context: Any) -> list[str]:
+    """Drop the raw partitions ``validate`` passed that still hold exactly the rows it counted; log every decision."""
     from collectors.config import Settings
     from collectors.orchestration.cleanup import drop_partitions, plan_cleanup
     from collectors.warehouse.db import connect
@@ -176,108 +240,11 @@ def _cleanup(cadence: Cadence, validated: list[dict[str, Any]], context: dict[st
     return [p.name for p in dropped]
 
 
-def cadence_params(cadence: Cadence) -> dict[str, Param]:
-    return {
-        "window_start": Param(
-            None,
-            type=["null", "string"],
-            description=f"Manual range run: start of the range to rebuild (ISO 8601, on a {cadence.name} "
-            "boundary); leave empty to build the run's data interval.",
-        ),
-        "window_end": Param(None, type=["null", "string"], description="Manual range run: end of the range."),
-        "full_refresh_family": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *sorted(MODEL_FAMILIES)],
-            description="Rebuild one model family of this cadence from all raw data (dbt --full-refresh).",
-        ),
-    }
-
-
-def cadence_dag(name: str, *, doc_md: str) -> DAG:
-    """``telemetry_<name>``: build the cadence's marts, wait the lag, build its reliability marts.
-
-    The weekly DAG then validates what the cleanup would drop (Great Expectations) and drops it.
-    """
+@task
+def ensure_partitions() -> dict[str, int]:
+    """Migrate the warehouse and create raw partitions ``TELEMETRY_PARTITIONS_AHEAD_DAYS`` ahead."""
     from collectors.config import Settings
+    from collectors.warehouse.maintenance import prepare_database
 
-    cadence = CADENCES[name]
-    default_args = {
-        "owner": "data-engineering",
-        "retries": 3,
-        "retry_delay": dt.timedelta(minutes=1),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=30),
-        "on_failure_callback": record_failure,
-    }
-    with DAG(
-        dag_id=cadence.dag_id,
-        description=doc_md.strip().splitlines()[0],
-        doc_md=doc_md,
-        schedule=CronDataIntervalTimetable(cadence.cron, timezone="UTC"),
-        start_date=Settings().schedule_start,
-        catchup=True,
-        # Runs write disjoint windows and dbt builds take a warehouse-wide lock, so two runs may overlap
-        # (one waiting out its reliability lag); the weekly run drops partitions, so it runs alone.
-        max_active_runs=1 if name == "weekly" else 2,
-        default_args=default_args,
-        params=cadence_params(cadence),
-        tags=["telemetry", name],
-    ) as dag:
-
-        @task(task_id="check_window", retries=0)
-        def check_window(**context: Any) -> dict[str, str]:
-            return _check_window(cadence, context)
-
-        @task(task_id="build_marts")
-        def build_marts(**context: Any) -> dict[str, Any]:
-            return _build(cadence, "marts", context)
-
-        @task(task_id="build_reliability")
-        def build_reliability(**context: Any) -> dict[str, Any]:
-            return _build(cadence, "reliability", context)
-
-        wait = WindowLagSensor(task_id="wait_reliability_lag", cadence=cadence, timeout=3 * 7 * 24 * 3600)
-        marts, reliability = build_marts(), build_reliability()
-        check_window() >> marts >> wait >> reliability
-
-        if name == "weekly":
-
-            @task(task_id="validate", retries=0)
-            def validate(**context: Any) -> list[dict[str, Any]]:
-                return _validate(cadence, context)
-
-            @task(task_id="cleanup")
-            def cleanup(validated: list[dict[str, Any]], **context: Any) -> list[str]:
-                return _cleanup(cadence, validated, context)
-
-            checked = validate()
-            reliability >> checked
-            cleanup(checked)
-    return dag
-
-
-def partitions_dag(doc_md: str) -> DAG:
-    """``telemetry_partitions``: migrate and create raw partitions ahead, daily (no catchup: it is about now)."""
-    with DAG(
-        dag_id="telemetry_partitions",
-        description=doc_md.strip().splitlines()[0],
-        doc_md=doc_md,
-        schedule=CronDataIntervalTimetable("30 0 * * *", timezone="UTC"),
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),  # no catchup: only the latest interval runs
-        catchup=False,
-        max_active_runs=1,
-        default_args={"retries": 3, "retry_delay": dt.timedelta(minutes=1), "on_failure_callback": record_failure},
-        tags=["telemetry", "maintenance"],
-    ) as dag:
-
-        @task(task_id="ensure_partitions")
-        def ensure_partitions() -> dict[str, int]:
-            from collectors.config import Settings
-            from collectors.warehouse.maintenance import prepare_database
-
-            settings = Settings()
-            return prepare_database(settings.model_copy(update={"database_url": warehouse_url()}))
-
-        ensure_partitions()
-    return dag
+    settings = Settings()
+    return prepare_database(settings.model_copy(update={"database_url": warehouse_url()}))

@@ -19,23 +19,13 @@ from typing import Any
 
 from collectors.config import Settings
 from collectors.orchestration import dbt_runner as dbt
-from collectors.orchestration.cadences import Cadence, Window
+from collectors.orchestration.cadences import MODEL_FAMILIES, Cadence, Window
 from collectors.warehouse.db import advisory_lock, connect
 
 log = logging.getLogger(__name__)
 
 PARTS = ("marts", "reliability")
 DBT_LOCK = "telemetry-dbt-build"
-
-# Model families a manual run may fully refresh (dbt node-name patterns, intersected with the cadence tag).
-MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
-    "day_log": ("fct_telemetry_*",),
-    "minutes_per_user": ("fct_minutes_per_user_*",),
-    "reliability": ("int_message_presence_*", "fct_channel_reliability_*", "fct_reliability_*"),
-    "host_metrics": ("fct_host_metrics_*",),
-    "event_counts": ("fct_event_counts_*",),
-    "product": ("fct_sessions", "int_funnel_*", "fct_funnel_*", "fct_retention_*", "fct_feature_adoption_*"),
-}
 
 
 @dataclass(frozen=True)

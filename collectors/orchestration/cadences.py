@@ -1,7 +1,7 @@
-"""The three cadences the DAGs run and the window one run owns.
+"""The three cadences the DAGs run, the window one run owns, and what a manual run may ask for.
 
-No Airflow import: the DAG factory, the dbt task and the cleanup use these, and tests use them
-without a scheduler.
+No Airflow, dbt or database import: the DAG files read these at parse time (``dags.parse_seconds``),
+the dbt task and the cleanup use them, and tests use them without a scheduler.
 """
 
 from __future__ import annotations
@@ -46,6 +46,17 @@ HOURLY = Cadence("hourly", "0 * * * *", dt.timedelta(hours=1))
 DAILY = Cadence("daily", "0 0 * * *", dt.timedelta(days=1))
 WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1))
 CADENCES: dict[str, Cadence] = {c.name: c for c in (HOURLY, DAILY, WEEKLY)}
+
+# Model families a manual run may fully refresh (dbt node-name patterns, intersected with the cadence tag). Here
+# rather than with the builds so that the DAGs' params name them without importing dbt's runner.
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "day_log": ("fct_telemetry_*",),
+    "minutes_per_user": ("fct_minutes_per_user_*",),
+    "reliability": ("int_message_presence_*", "fct_channel_reliability_*", "fct_reliability_*"),
+    "host_metrics": ("fct_host_metrics_*",),
+    "event_counts": ("fct_event_counts_*",),
+    "product": ("fct_sessions", "int_funnel_*", "fct_funnel_*", "fct_retention_*", "fct_feature_adoption_*"),
+}
 
 
 def _plain_utc(moment: dt.datetime) -> dt.datetime:

@@ -80,15 +80,24 @@ def schedule_start() -> dt.datetime:
 
 
 def window_params(cadence: str) -> dict[str, Param]:
-    """A manual run's params: a range to rebuild in one run, or a model family to rebuild from all raw data."""
+    """A manual run's params. Airflow validates them against their schema when the run is triggered (CLI, REST
+    API, UI), so a window bound off the cadence's boundaries is refused before the run exists."""
+    pattern = CADENCES[cadence].bound_pattern()
+    example = CADENCES[cadence].floor(dt.datetime(2026, 11, 18, 5, tzinfo=dt.UTC)).isoformat().replace("+00:00", "Z")
     return {
         "window_start": Param(
             None,
             type=["null", "string"],
-            description=f"Manual range run: start of the range to rebuild (ISO 8601, on a {cadence} "
-            "boundary); leave empty to build the run's data interval.",
+            pattern=pattern,
+            description=f"Manual range run: start of the range to rebuild, an ISO 8601 UTC instant on a {cadence} "
+            f"boundary (e.g. {example}); leave empty to build the run's data interval.",
         ),
-        "window_end": Param(None, type=["null", "string"], description="Manual range run: end of the range."),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            pattern=pattern,
+            description=f"Manual range run: end of the range (exclusive), on a {cadence} boundary too.",
+        ),
         "full_refresh_family": Param(
             None,
             type=["null", "string"],
@@ -147,7 +156,11 @@ def _finished_window(cadence: str, context: dict[str, Any]) -> Window:
 
 @task(retries=0)
 def check_window(cadence: str, **context: Any) -> dict[str, str]:
-    """First task of a cadence DAG: the run's window, failed at once (no retries) if misaligned or unfinished."""
+    """First task of a cadence DAG: the run's window, failed at once (no retries) if misaligned or unfinished.
+
+    The params' schema already refused bounds off the hour or midnight at trigger time; this also refuses what a
+    pattern cannot see (a weekly bound that is not a Monday, an impossible date, one bound without the other).
+    """
     window = _finished_window(cadence, context)
     return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
 

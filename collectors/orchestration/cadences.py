@@ -10,6 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+_DATE = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_UTC = "(Z|[+-]00:?00)"
+
 
 @dataclass(frozen=True)
 class Cadence:
@@ -32,6 +35,16 @@ class Cadence:
         if self.name == "daily":
             return day
         return day - dt.timedelta(days=day.weekday())
+
+    def bound_pattern(self) -> str:
+        """JSON-schema ``pattern`` of a window bound of this cadence: an ISO 8601 UTC instant on a boundary.
+
+        Airflow checks it when a run is triggered, so a bad ``--conf`` is refused before any task runs. A
+        pattern cannot tell a Monday, so a weekly bound is only held to midnight here; ``check_aligned`` (in
+        the DAG's first task) refuses the rest. Empty means "not given", as for ``run_window``.
+        """
+        clock = "([01][0-9]|2[0-3]):00" if self.name == "hourly" else "00:00"
+        return f"^({_DATE}T{clock}(:00(\\.0{{1,6}})?)?{_UTC})?$"
 
     def periods(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
         """Starts of every period that overlaps ``[start, end)``."""

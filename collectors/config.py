@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from collectors.ingest.registry import RAW_TABLES
 
 # Settings that may hold a secret can also be read from a file named by <VARIABLE>_FILE (the convention of
 # Docker and Kubernetes secrets), so the value appears neither in `ps` nor in the process environment.
@@ -48,19 +50,19 @@ def default_dbt_project() -> Path:
     return CHECKOUT / "dbt_project" if CHECKOUT is not None else PACKAGE_DIR / "dbt_project"
 
 
-class RetentionDays(BaseSettings):
-    """How long raw rows are kept, per raw table, in days (DESIGN.md, "Orchestration")."""
-
+class _Retention(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TELEMETRY_RETENTION_", extra="ignore")
-
-    message_samples: int = Field(7, ge=1)
-    minute_snapshots: int = Field(30, ge=1)
-    host_minutes: int = Field(30, ge=1)
-    product_events: int = Field(90, ge=1)
-    accounts_created: int = Field(90, ge=1)
 
     def for_table(self, table: str) -> int:
         return int(getattr(self, table))
+
+
+# How long raw rows are kept, per raw table, in days (TELEMETRY_RETENTION_<TABLE>; defaults from the registry).
+RetentionDays = create_model(
+    "RetentionDays",
+    __base__=_Retention,
+    **{t.name: (int, Field(t.retention_days, ge=1)) for t in RAW_TABLES},  # type: ignore[call-overload]
+)
 
 
 class Settings(BaseSettings):

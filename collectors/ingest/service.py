@@ -21,8 +21,10 @@ import psycopg
 from google.protobuf.message import DecodeError, Message
 
 from collectors.config import Settings
-from collectors.ingest import metrics, rules
-from collectors.ingest.rules import Limits, Privacy, RecordRefused, TableSpec
+from collectors.ingest import metrics, registry, rules
+from collectors.ingest.privacy import Privacy
+from collectors.ingest.registry import RawTable, Rpc
+from collectors.ingest.rules import Limits, RecordRefused, RowBuilder
 from collectors.ingest.writer import BatchWriter, Reject, TableWrite
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
@@ -65,50 +67,37 @@ class BatchRefused(Exception):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One RPC: its request/response types, the repeated field and how each record becomes a row."""
+    """One RPC of the registry: the table it lands, its request/response types, its list field, its row builder."""
 
-    method: str
-    request: type[Message]
-    response: type[Message]
-    field: str
-    spec: TableSpec
-    to_row: Callable[[Message, Limits, uuid.UUID], tuple]
+    table: RawTable
+
+    @property
+    def rpc(self) -> Rpc:
+        assert self.table.rpc is not None
+        return self.table.rpc
+
+    @property
+    def method(self) -> str:
+        return self.rpc.method
+
+    @property
+    def request(self) -> type[Message]:
+        return self.rpc.request
+
+    @property
+    def response(self) -> type[Message]:
+        return self.rpc.response
+
+    @property
+    def field(self) -> str:
+        return self.rpc.field
+
+    @property
+    def to_row(self) -> RowBuilder:
+        return rules.row_builder(self.table)
 
 
-ENDPOINTS = (
-    Endpoint(
-        "PushMinuteSnapshots",
-        pb.PushMinuteSnapshotsRequest,
-        pb.PushMinuteSnapshotsResponse,
-        "snapshots",
-        rules.MINUTE_SNAPSHOTS,
-        rules.snapshot_row,
-    ),
-    Endpoint(
-        "PushMessageSamples",
-        pb.PushMessageSamplesRequest,
-        pb.PushMessageSamplesResponse,
-        "samples",
-        rules.MESSAGE_SAMPLES,
-        rules.sample_row,
-    ),
-    Endpoint(
-        "PushHostMinutes",
-        pb.PushHostMinutesRequest,
-        pb.PushHostMinutesResponse,
-        "records",
-        rules.HOST_MINUTES,
-        rules.host_row,
-    ),
-    Endpoint(
-        "PushProductEvents",
-        pb.PushProductEventsRequest,
-        pb.PushProductEventsResponse,
-        "events",
-        rules.PRODUCT_EVENTS,
-        rules.event_row,
-    ),
-)
+ENDPOINTS = tuple(Endpoint(table) for table in registry.SENT)
 
 
 def _batch_id(requested: str) -> str:
@@ -150,7 +139,7 @@ class IngestService:
 
     def ingest(self, endpoint: Endpoint, payload: bytes, *, deadline: float | None = None) -> pb.IngestAck:
         """One serialized request: parse, validate, land; the ack once committed. Raises :class:`BatchRefused`."""
-        source = endpoint.spec.table
+        source = endpoint.table.name
         request = endpoint.request()
         try:
             request.ParseFromString(payload)
@@ -170,7 +159,7 @@ class IngestService:
         self, endpoint: Endpoint, items: Sequence[Message], batch_id: str, *, deadline: float | None = None
     ) -> pb.IngestAck:
         started = time.perf_counter()
-        source = endpoint.spec.table
+        source = endpoint.table.name
         if not items:
             metrics.BATCHES.labels(source, "empty").inc()
             raise BatchRefused(Refusal.EMPTY, f"empty batch: send at least one of `{endpoint.field}`")
@@ -217,9 +206,9 @@ class IngestService:
         return ack
 
     def validate(self, endpoint: Endpoint, items: Sequence[Message], batch_id: str) -> Validated:
-        spec = endpoint.spec
+        spec = endpoint.table
         now = dt.datetime.now(dt.UTC)
-        limits = self.limits(spec.table, now)
+        limits = self.limits(spec.name, now)
         keep = self.keep
         write = TableWrite(spec, rows=[], indexes=[], messages=[], keep=keep)
         rejects: list[Reject] = []
@@ -240,8 +229,8 @@ class IngestService:
                 rejects.append(write.reject(position, rules.conflict_reason(spec, write.indexes[first])))
             write = write.only(set(write.indexes) - {write.indexes[p] for p, _ in conflicts})
         validated = Validated([write], rejects, len(conflicts))
-        if spec is rules.PRODUCT_EVENTS:
-            self._with_accounts(validated, self.limits(rules.ACCOUNTS_CREATED.table, now))
+        if spec is registry.PRODUCT_EVENTS:
+            self._with_accounts(validated, self.limits(registry.ACCOUNTS_CREATED.name, now))
         validated.rejects.sort(key=lambda r: r.index)
         return validated
 
@@ -250,7 +239,7 @@ class IngestService:
         """Add the raw.accounts_created rows of the batch's ``account_created`` events. An event whose account row
         cannot be kept (older than that table's retention) is refused whole: both rows land, or neither."""
         events = validated.writes[0]
-        accounts = TableWrite(rules.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[], keep=events.keep)
+        accounts = TableWrite(registry.ACCOUNTS_CREATED, rows=[], indexes=[], messages=[], keep=events.keep)
         refused: set[int] = set()
         earliest = limits.earliest
         for position, row in enumerate(events.rows):

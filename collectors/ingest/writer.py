@@ -39,7 +39,8 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.json import set_json_dumps
 
-from collectors.ingest.rules import IdArray, Kept, TableSpec
+from collectors.ingest.registry import RawTable
+from collectors.ingest.rules import IdArray, Kept
 
 PARTITION_CACHE_SECONDS = 60.0
 MAX_REJECT_BYTES = 64 * 1024
@@ -78,7 +79,7 @@ class TableWrite:
     """What one batch lands in one raw table: rows, the batch index of each row's record, and the record itself
     (kept only if the row is refused). Rows of several writes with the same index belong to one record."""
 
-    spec: TableSpec
+    table: RawTable
     rows: list[tuple]
     indexes: list[int]
     messages: Sequence
@@ -95,7 +96,7 @@ class TableWrite:
         """The rows of the records in ``indexes``."""
         keep = [p for p, index in enumerate(self.indexes) if index in indexes]
         return TableWrite(
-            self.spec,
+            self.table,
             [self.rows[p] for p in keep],
             [self.indexes[p] for p in keep],
             [self.messages[p] for p in keep],
@@ -201,7 +202,7 @@ def _day(value: dt.datetime) -> dt.date:
 
 
 def _days(write: TableWrite) -> list[dt.date]:
-    p = write.spec.partition_index
+    p = write.table.partition_index
     return [_day(row[p]) for row in write.rows]
 
 
@@ -263,7 +264,7 @@ class BatchWriter:
         Nothing is written for a batch with nothing in it (no empty ledger rows).
         """
         outcome = BatchOutcome(rejects=list(rejects), conflicts=conflicts)
-        outcome.tables = {write.spec.table: TableOutcome() for write in writes}
+        outcome.tables = {write.table.name: TableOutcome() for write in writes}
         if not rejects and not any(write.rows for write in writes):
             return outcome
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -293,11 +294,11 @@ class BatchWriter:
         refused: set[int] = set()
         for write in writes:
             days = _days(write)
-            missing = self.partitions.missing(conn, write.spec.table, set(days))
+            missing = self.partitions.missing(conn, write.table.name, set(days))
             for position, day in enumerate(days):
                 index = write.indexes[position]
                 if day in missing and index not in refused:
-                    reason = f"no partition of raw.{write.spec.table} for {day} (run `telemetry-db partitions create`)"
+                    reason = f"no partition of raw.{write.table.name} for {day} (run `telemetry-db partitions create`)"
                     outcome.rejects.append(write.reject(position, reason))
                     refused.add(index)
         return self._without(writes, refused)
@@ -315,10 +316,10 @@ class BatchWriter:
         try:
             with conn.transaction():
                 for write in writes:
-                    spec = write.spec
-                    copy_rows(cur, sql.Identifier("raw", spec.table), spec.columns, write.rows, spec.types)
+                    table = write.table
+                    copy_rows(cur, sql.Identifier("raw", table.name), table.column_names, write.rows, table.types)
             for write in writes:
-                outcome.tables[write.spec.table].accepted_by_day.update(_days(write))
+                outcome.tables[write.table.name].accepted_by_day.update(_days(write))
             return
         except errors.UniqueViolation:
             pass  # a retried batch or duplicates inside it: take the counting path below
@@ -339,11 +340,11 @@ class BatchWriter:
     ) -> dict[str, TableOutcome]:
         """Land ``writes`` in one savepoint through staging tables, counting duplicates; raises what the database
         refuses (and then nothing of ``writes`` is kept)."""
-        counted = {write.spec.table: TableOutcome() for write in writes}
+        counted = {write.table.name: TableOutcome() for write in writes}
         with conn.transaction():
             for write in writes:
                 if write.rows:
-                    self._insert_deduplicated(cur, write, counted[write.spec.table])
+                    self._insert_deduplicated(cur, write, counted[write.table.name])
         return counted
 
     def _land_part(
@@ -356,19 +357,19 @@ class BatchWriter:
                 return self._land_deduplicated(conn, cur, writes)
             except REFUSED_VALUE as error:
                 raise _PartRefused(error) from error
-        counted = {write.spec.table: TableOutcome() for write in writes}
+        counted = {write.table.name: TableOutcome() for write in writes}
         with conn.transaction():
             for write in writes:
                 if not write.rows:
                     continue
-                spec = write.spec
+                table = write.table
                 try:
-                    copy_rows(cur, sql.Identifier("raw", spec.table), spec.columns, write.rows, spec.types)
+                    copy_rows(cur, sql.Identifier("raw", table.name), table.column_names, write.rows, table.types)
                 except REFUSED_VALUE as error:
                     if isinstance(error, errors.UniqueViolation):
                         raise
                     raise _PartRefused(error, write, _copy_row(error)) from error
-                counted[spec.table].accepted_by_day.update(_days(write))
+                counted[table.name].accepted_by_day.update(_days(write))
         return counted
 
     def _land_in_parts(
@@ -429,25 +430,25 @@ class BatchWriter:
         return [part[half:], part[:half]]
 
     def _insert_deduplicated(self, cur: psycopg.Cursor, write: TableWrite, outcome: TableOutcome) -> None:
-        spec = write.spec
-        stage = sql.Identifier(f"stage_{spec.table}")
-        cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+        table = write.table
+        stage = sql.Identifier(f"stage_{table.name}")
+        cols = sql.SQL(", ").join(map(sql.Identifier, table.column_names))
         # declared from the column types: ``like raw.<table>`` would need SELECT, which the ingest role lacks
         columns = sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
-            for name, kind in zip(spec.columns, spec.types, strict=True)
+            for name, kind in zip(table.column_names, table.types, strict=True)
         )
         cur.execute(sql.SQL("create temp table if not exists {} ({}) on commit drop").format(stage, columns))
         cur.execute(sql.SQL("truncate {}").format(stage))
-        copy_rows(cur, stage, spec.columns, write.rows, spec.types)
-        part_col = sql.Identifier(spec.partition_column)
+        copy_rows(cur, stage, table.column_names, write.rows, table.types)
+        part_col = sql.Identifier(table.partition_column)
         for day in sorted(set(_days(write))):
             start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
             cur.execute(
                 sql.SQL(
                     "insert into {target} ({cols}) select {cols} from {stage}"
                     " where {part} >= %s and {part} < %s on conflict do nothing"
-                ).format(target=sql.Identifier("raw", spec.table), cols=cols, stage=stage, part=part_col),
+                ).format(target=sql.Identifier("raw", table.name), cols=cols, stage=stage, part=part_col),
                 (start, start + dt.timedelta(days=1)),
             )
             if cur.rowcount:

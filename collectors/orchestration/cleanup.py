@@ -23,6 +23,8 @@ import psycopg
 from psycopg import sql
 
 from collectors.config import RetentionDays
+from collectors.ingest import registry
+from collectors.ingest.registry import Feed
 from collectors.orchestration.cadences import CADENCES, Cadence
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import Partition, partitions_older_than, utc_today
@@ -30,23 +32,7 @@ from collectors.warehouse.partitions import Partition, partitions_older_than, ut
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Feed:
-    """A raw table feeds this part of this cadence's marts."""
-
-    cadence: str
-    part: str
-    neighbours: bool = False  # the windows either side of the day read it too
-
-
-FEEDS: dict[str, tuple[Feed, ...]] = {
-    "message_samples": tuple(Feed(c, "reliability", neighbours=True) for c in ("hourly", "daily", "weekly")),
-    "minute_snapshots": (Feed("daily", "marts"), Feed("weekly", "marts")),
-    "accounts_created": (Feed("daily", "marts"), Feed("weekly", "marts")),
-    "host_minutes": (Feed("hourly", "marts"), Feed("daily", "marts"), Feed("weekly", "marts")),
-    "product_events": (Feed("daily", "marts"), Feed("weekly", "marts")),
-}
-assert set(FEEDS) == set(RAW_TABLES), "every raw table must say which builds it feeds"
+FEEDS: dict[str, tuple[Feed, ...]] = {table.name: table.feeds for table in registry.RAW_TABLES}
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ class Receiver:
         try:
             payload = await asyncio.wait_for(anext(requests), s.receive_timeout_seconds)
         except TimeoutError:
-            metrics.BATCHES.labels(endpoint.spec.table, "not_received").inc()
+            metrics.BATCHES.labels(endpoint.table.name, "not_received").inc()
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"the request did not arrive within {s.receive_timeout_seconds:g} s",

@@ -10,15 +10,11 @@ from contextlib import contextmanager
 
 import psycopg
 
+from collectors.ingest.registry import TABLE_NAMES
+
 log = logging.getLogger(__name__)
 
-RAW_TABLES: tuple[str, ...] = (
-    "minute_snapshots",
-    "message_samples",
-    "host_minutes",
-    "product_events",
-    "accounts_created",
-)
+RAW_TABLES: tuple[str, ...] = TABLE_NAMES  # the raw tables (collectors.ingest.registry)
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:

@@ -32,7 +32,7 @@ import psycopg
 
 from collectors.config import RetentionDays, Settings
 from collectors.dev import local_postgres
-from collectors.ingest import rules
+from collectors.ingest import registry
 from collectors.senders.loader.loader import load_file, worker_pool
 from collectors.senders.loader.sinks import DatabaseSink
 from collectors.warehouse.migrate import upgrade
@@ -64,7 +64,7 @@ def write_events(path: Path, lines: int) -> None:
 
 def copy_baseline(url: str, rows: list[tuple]) -> float:
     """Seconds for a plain COPY of ``rows`` into raw.product_events, committed."""
-    columns = ", ".join(f'"{c}"' for c in rules.PRODUCT_EVENTS.columns)
+    columns = ", ".join(f'"{c}"' for c in registry.PRODUCT_EVENTS.column_names)
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy(f"copy raw.product_events ({columns}) from stdin") as copy:

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from collectors.config import RetentionDays
 from collectors.dev import local_postgres
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
 from collectors.ingest.writer import copy_rows
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.senders.client import IngestClient
@@ -53,13 +53,13 @@ def make_samples(now: dt.datetime) -> list[pb.MessageSample]:
 def copy_baseline(url: str, samples: list[pb.MessageSample], *, binary: bool) -> float:
     """psycopg COPY of the same rows, 2,000 per transaction, text ("plain") or binary; returns rows/s."""
     limits = rules.Limits(now=dt.datetime.now(dt.UTC), retention_days=7)
-    rows = [rules.sample_row(s, limits, uuid.uuid4()) for s in samples]
+    rows = [rules.row_builder(registry.MESSAGE_SAMPLES)(s, limits, uuid.uuid4()) for s in samples]
     table = sql.Identifier("raw", "message_samples")
-    spec = rules.MESSAGE_SAMPLES
+    spec = registry.MESSAGE_SAMPLES
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         for start in range(0, len(rows), BATCH):
-            copy_rows(cur, table, spec.columns, rows[start : start + BATCH], spec.types if binary else None)
+            copy_rows(cur, table, spec.column_names, rows[start : start + BATCH], spec.types if binary else None)
             conn.commit()
         elapsed = time.perf_counter() - started
         cur.execute("truncate raw.message_samples")

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.config import RetentionDays, Settings
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
@@ -283,7 +283,7 @@ def test_a_host_minute_that_contradicts_itself_is_refused(change: dict, reason: 
         setattr(record, name, value)
     limits = rules.Limits(now=dt.datetime.now(dt.UTC), retention_days=30)
     with pytest.raises(rules.RecordRefused, match=reason.replace("(", r"\(")):
-        rules.host_row(record, limits, None)  # type: ignore[arg-type]
+        rules.row_builder(registry.HOST_MINUTES)(record, limits, None)  # type: ignore[arg-type]
 
 
 def test_a_snapshot_listing_more_battles_than_it_counts_is_refused(receiver: Receiver, db: psycopg.Connection) -> None:

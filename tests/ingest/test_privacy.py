@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from collectors.config import Settings
 from collectors.ingest import rules
+from collectors.ingest.privacy import HASHED_KEY_PREFIX, Privacy
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
@@ -40,14 +41,14 @@ def private_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_settings_and_rules(private_env: None) -> None:
     settings = Settings()
     assert settings.payload_exclude_fields == ["email", "device.ip"]
-    privacy = rules.Privacy.from_settings(settings)
+    privacy = Privacy.from_settings(settings)
     assert privacy.payload_exclude == (("email",), ("device", "ip"))
     hashed = privacy.receiver_key(KEY)
-    assert hashed == privacy.receiver_key(KEY) and hashed.startswith(rules.HASHED_KEY_PREFIX) and KEY not in hashed
-    assert len(hashed) == len(rules.HASHED_KEY_PREFIX) + 64
-    assert rules.Privacy.of(receiver_key_salt="another-salt-16chars").receiver_key(KEY) != hashed
+    assert hashed == privacy.receiver_key(KEY) and hashed.startswith(HASHED_KEY_PREFIX) and KEY not in hashed
+    assert len(hashed) == len(HASHED_KEY_PREFIX) + 64
+    assert Privacy.of(receiver_key_salt="another-salt-16chars").receiver_key(KEY) != hashed
     assert SALT not in repr(privacy) and SALT not in repr(settings)
-    assert rules.Privacy.from_settings(Settings(hash_receiver_keys=False)).receiver_key(KEY) == KEY
+    assert Privacy.from_settings(Settings(hash_receiver_keys=False)).receiver_key(KEY) == KEY
     with pytest.raises(ValidationError, match="at least 16 characters"):
         Settings(hash_receiver_keys=True, receiver_key_salt="short")
     with pytest.raises(ValidationError, match="is not a key path"):
@@ -66,7 +67,7 @@ def test_settings_and_rules(private_env: None) -> None:
     ],
 )  # fmt: skip
 def test_payload_fields_are_excluded(payload: str, stored: dict | None) -> None:
-    privacy = rules.Privacy.of(["email", "device.ip"])
+    privacy = Privacy.of(["email", "device.ip"])
     text = rules.payload_json(payload, 16 * 1024, privacy)
     if stored is None:  # numbers are kept exactly as written, not through a float
         assert text == '{"x":1.10,"big":1E+400,"int":123456789012345678901234567890}'
@@ -100,7 +101,7 @@ def test_receiver_hashes_keys_and_drops_fields_in_rows_and_rejects(private_env: 
         running.stop(grace=1)
     assert (first.accepted, first.rejected, again.duplicates) == (2, 1, 2)  # deterministic: replays deduplicate
     assert (sent.accepted, sent.rejected) == (1, 2)
-    hashed = rules.Privacy.of(receiver_key_salt=SALT).receiver_key(KEY)
+    hashed = Privacy.of(receiver_key_salt=SALT).receiver_key(KEY)
     with psycopg.connect(warehouse_url) as db:
         assert db.execute("select distinct receiver_public_key from raw.message_samples").fetchall() == [(hashed,)]
         assert db.execute("select payload from raw.product_events").fetchall() == [({"plan": "pro"},)]
@@ -181,7 +182,7 @@ def test_reliability_marts_are_the_same_with_hashed_receiver_keys(warehouse_url:
             }
 
     plain = build_and_read("plain")
-    privacy = rules.Privacy.of(receiver_key_salt=SALT)
+    privacy = Privacy.of(receiver_key_salt=SALT)
     with psycopg.connect(warehouse_url, autocommit=True) as db:
         keys = [k for (k,) in db.execute("select distinct receiver_public_key from raw.message_samples")]
         with db.cursor() as cur:

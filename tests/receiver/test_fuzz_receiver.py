@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from collectors.config import Settings
 from collectors.dev import local_postgres
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
 from collectors.ingest.service import ENDPOINTS, Endpoint
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
@@ -72,7 +72,7 @@ class Fuzzed:
         return grpc.StatusCode.OK, response, ""
 
     def limits(self, endpoint: Endpoint) -> rules.Limits:
-        return self.receiver.service.limits(endpoint.spec.table, dt.datetime.now(dt.UTC))
+        return self.receiver.service.limits(endpoint.table.name, dt.datetime.now(dt.UTC))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def snapshots(draw) -> pb.MinuteSnapshot:
     )
     msg = pb.MinuteSnapshot(server_id=f["server_id"], minute=f["minute"], battle_ids=f["battle_ids"])
     msg.clients.total.extend(f["total"])
-    for state in rules.STATES:  # subsets of total, or (hostile) ids of their own
+    for state in registry.STATES:  # subsets of total, or (hostile) ids of their own
         if f["states"] is not None:
             ids = f["states"]
         else:
@@ -243,26 +243,27 @@ def histograms(draw) -> pb.LogHistogram:
     return valid
 
 
+MAX_CORES = registry.HOST_MINUTES.column("cpu_percent_per_core").spec.max_items  # type: ignore[union-attr]
 METRIC_VALID = {
     name: (st.integers(0, 2**63 - 1) if name.endswith("_bytes") else VALID_PERCENT if high == 100 else VALID_RATE)
-    for name, high in rules.HOST_METRIC_FIELDS
+    for name, high in registry.HOST_METRICS
 }
 METRIC_HOSTILE = {
     name: (st.integers(2**63, 2**64 - 1) if name.endswith("_bytes") else HOSTILE_FLOATS)
-    for name, _ in rules.HOST_METRIC_FIELDS
+    for name, _ in registry.HOST_METRICS
 }
 
 
 @st.composite
 def host_minutes(draw) -> pb.HostMinute:
-    spec = {name: (METRIC_VALID[name], METRIC_HOSTILE[name]) for name, _ in rules.HOST_METRIC_FIELDS}
+    spec = {name: (METRIC_VALID[name], METRIC_HOSTILE[name]) for name, _ in registry.HOST_METRICS}
     spec |= {
         "host_id": TEXT,
         "minute": TIME,
         "samples": (st.integers(0, 60), st.integers(2**31, 2**32 - 1)),
         "cpu_percent_per_core": (
             st.lists(VALID_PERCENT, max_size=8),
-            st.lists(HOSTILE_FLOATS, min_size=1, max_size=8) | st.just([1.0] * (rules.MAX_CORES + 1)),
+            st.lists(HOSTILE_FLOATS, min_size=1, max_size=8) | st.just([1.0] * (MAX_CORES + 1)),
         ),
         "server": (
             st.none() | st.builds(pb.ServerPerformance, tick_rate=VALID_RATE, packet_loss_percent=VALID_PERCENT),
@@ -328,8 +329,8 @@ def check_ack(
         except rules.RecordRefused as refused:
             assert reasons.get(index) == str(refused), (index, item)
     # a record with an earlier record's natural key but other contents is a conflicting duplicate
-    conflicts = rules.conflicting_rows(endpoint.spec, [row for _, row in passed])
-    conflicting = {passed[p][0]: rules.conflict_reason(endpoint.spec, passed[f][0]) for p, f in conflicts}
+    conflicts = rules.conflicting_rows(endpoint.table, [row for _, row in passed])
+    conflicting = {passed[p][0]: rules.conflict_reason(endpoint.table, passed[f][0]) for p, f in conflicts}
     for index, _ in passed:
         if index in conflicting:
             assert reasons.get(index) == conflicting[index]
@@ -467,7 +468,7 @@ def test_zz_the_warehouse_holds_only_valid_rows_and_reasoned_rejects(fuzzed: Fuz
         pytest.skip("checks what the fuzz tests of this module sent: run it with them")
     with psycopg.connect(fuzzed.url) as db:
         landed = sum(
-            db.execute(f"select count(*) from raw.{e.spec.table}").fetchone()[0]  # table names: constants
+            db.execute(f"select count(*) from raw.{e.table.name}").fetchone()[0]  # table names: constants
             for e in ENDPOINTS
         )
         ledger = db.execute(

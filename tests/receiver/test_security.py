@@ -25,6 +25,7 @@ from psycopg import errors, sql
 from pydantic import SecretStr
 
 from collectors.config import Settings
+from collectors.ingest import registry
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import auth
 from collectors.receiver.cli import parse_args
@@ -35,7 +36,7 @@ from tests.support.receivers import REPO_ROOT, TOKEN
 
 pytestmark = pytest.mark.security
 
-RAW_TABLES = ("minute_snapshots", "message_samples", "host_minutes", "product_events", "accounts_created")
+RAW_TABLES = registry.TABLE_NAMES
 WRONG_TOKEN = "wrong-token-" + "y" * 20
 
 

@@ -14,9 +14,10 @@ from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.simulator.product import Product, account_minutes
 from collectors.dev.simulator.truth import GroundTruth
 from collectors.dev.simulator.world import World
+from collectors.ingest import registry
 from collectors.senders.client import IngestClient, PushResult
 
-KINDS = ("minute_snapshots", "host_minutes", "message_samples", "product_events")
+KINDS = tuple(table.name for table in registry.SENT)  # what the simulator plays: every table senders push
 
 
 def records(config: SimulationConfig, truth: GroundTruth) -> Iterator[tuple[dt.datetime, str, Message]]:

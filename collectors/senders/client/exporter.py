@@ -33,6 +33,8 @@ from google.protobuf.message import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from collectors.config import check_token
+from collectors.ingest import registry
+from collectors.ingest.registry import Rpc
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.senders.client.spool import Spool, SpooledBatch, SpoolWriteError
 
@@ -51,25 +53,9 @@ CLIENT_SIDE_DETAILS = ("Invalid metadata",)
 BUSY_DETAILS = ("Concurrent RPC limit exceeded",)
 
 
-@dataclass(frozen=True)
-class Kind:
-    method: str
-    request: type[Message]
-    response: type[Message]
-    field: str
-
-
-KINDS: dict[str, Kind] = {
-    "minute_snapshots": Kind(
-        "PushMinuteSnapshots", pb.PushMinuteSnapshotsRequest, pb.PushMinuteSnapshotsResponse, "snapshots"
-    ),
-    "message_samples": Kind(
-        "PushMessageSamples", pb.PushMessageSamplesRequest, pb.PushMessageSamplesResponse, "samples"
-    ),
-    "host_minutes": Kind("PushHostMinutes", pb.PushHostMinutesRequest, pb.PushHostMinutesResponse, "records"),
-    "product_events": Kind("PushProductEvents", pb.PushProductEventsRequest, pb.PushProductEventsResponse, "events"),
-}
-KIND_BY_METHOD = {kind.method: kind for kind in KINDS.values()}
+# What each raw table's records are sent with: its RPC in the registry (the receiver serves the same table).
+KINDS: dict[str, Rpc] = {table.name: table.rpc for table in registry.SENT if table.rpc is not None}
+KIND_BY_METHOD: dict[str, Rpc] = {rpc.method: rpc for rpc in KINDS.values()}
 
 
 class IngestError(Exception):
@@ -303,7 +289,7 @@ class IngestClient:
 
     # ------------------------------------------------------------------ internals
 
-    def _batches(self, spec: Kind, records: Sequence[Message]) -> Iterable[tuple[int, bytes, Sequence[Message]]]:
+    def _batches(self, spec: Rpc, records: Sequence[Message]) -> Iterable[tuple[int, bytes, Sequence[Message]]]:
         """(offset of the first record, serialized request, its records) for batches under both limits.
 
         Takes ``max_batch_records`` at a time and halves a slice only when its request is over
@@ -323,7 +309,7 @@ class IngestClient:
             yield offset, request, part
 
     @staticmethod
-    def _request(spec: Kind, records: Sequence[Message]) -> bytes:
+    def _request(spec: Rpc, records: Sequence[Message]) -> bytes:
         request = spec.request(batch_id=str(uuid.uuid4()))
         getattr(request, spec.field).extend(records)
         return request.SerializeToString()
@@ -341,7 +327,7 @@ class IngestClient:
 
     def _deliver(
         self,
-        spec: Kind,
+        spec: Rpc,
         positions: Sequence[int],
         payload: bytes,
         records: Sequence[Message],

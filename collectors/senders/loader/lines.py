@@ -2,7 +2,7 @@
 
 This is only the JSON side (syntax, field types, ISO 8601 timestamps, the
 derived event id). The record rules every sender shares (lengths, retention,
-future timestamps, the payload's JSON) are the receiver's ``rules.event_row``,
+future timestamps, the payload's JSON) are the receiver's row rules,
 applied afterwards to the parsed event, so the loader and the receiver cannot drift:
 the payload is kept as the text the line holds, exactly as a sender would put it in
 ``payload_json``, and judged by the same rule.
@@ -66,7 +66,7 @@ class Stamp:
 @dataclass(slots=True)
 class ParsedEvent:
     """A parsed line with the attributes of :class:`ProductEvent` that the receiver's rules read
-    (``rules.event_row`` accepts it as is); :meth:`to_proto` for sending it to the receiver."""
+    (row rules accepts it as is); :meth:`to_proto` for sending it to the receiver."""
 
     event_id: str
     channel: str

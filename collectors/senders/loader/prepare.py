@@ -12,11 +12,13 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
+from collectors.ingest.privacy import NO_PRIVACY, Privacy
 from collectors.senders.loader.lines import LineRefused, ParsedEvent, parse_line
 from collectors.senders.loader.source import Chunk
 
-SOURCE = rules.PRODUCT_EVENTS.table
+SOURCE = registry.PRODUCT_EVENTS.name
+EVENT_ROW = rules.row_builder(registry.PRODUCT_EVENTS)  # the receiver's rules for product events
 # Batch ids of a file's chunks are derived from the file's name and the chunk's contents, so loading a file again
 # gives the same ids and its rejects collapse on (batch id, line) as its events do on their ids.
 BATCH_NAMESPACE = uuid.UUID("5d1f3c52-8d0c-4b8e-9a5e-7a1f0c2b9e41")
@@ -32,7 +34,7 @@ class RuleBounds:
     max_future_seconds: int = 300
     max_payload_bytes: int = 16 * 1024
     max_line_bytes: int = 1024 * 1024
-    privacy: rules.Privacy = rules.NO_PRIVACY
+    privacy: Privacy = NO_PRIVACY
 
     def kept_line(self, raw: bytes) -> rules.Kept:
         """What raw.rejects keeps of a refused line: the line, without excluded payload fields; a line that
@@ -83,11 +85,11 @@ def _oversized_reject(chunk: Chunk, number: int, bounds: RuleBounds) -> tuple[in
 
 
 def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
-    """Parse each line and apply the receiver's ``rules.event_row``: rows to COPY, or rejects."""
+    """Parse each line and apply the receiver's row rules: rows to COPY, or rejects."""
     batch = PreparedBatch(chunk_batch_id(chunk))
     limits = bounds.limits()
     accounts_earliest = bounds.limits(bounds.accounts_retention_days).earliest
-    event_row, is_account, account_row = rules.event_row, rules.is_account_created, rules.account_row
+    event_row, is_account, account_row = EVENT_ROW, rules.is_account_created, rules.account_row
     batch_uuid = uuid.UUID(batch.batch_id)
     for number, raw in chunk.lines():
         batch.lines += 1
@@ -119,10 +121,10 @@ def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Prep
 
 def _refuse_conflicts(chunk: Chunk, batch: PreparedBatch, bounds: RuleBounds) -> None:
     """Lines of the chunk with an earlier line's event id and timestamp but other contents: conflicts."""
-    conflicts = rules.conflicting_rows(rules.PRODUCT_EVENTS, batch.event_rows)
+    conflicts = rules.conflicting_rows(registry.PRODUCT_EVENTS, batch.event_rows)
     if not conflicts:
         return
-    spec = rules.PRODUCT_EVENTS
+    spec = registry.PRODUCT_EVENTS
     for position, first in conflicts:
         number = batch.event_lines[position]
         reason = rules.conflict_reason(spec, batch.event_lines[first], unit="line")
@@ -135,7 +137,7 @@ def _refuse_conflicts(chunk: Chunk, batch: PreparedBatch, bounds: RuleBounds) ->
 
 
 def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
-    """Parse each line and check it with the receiver's ``rules.event_row`` (so a refused line keeps its file
+    """Parse each line and check it with the receiver's row rules (so a refused line keeps its file
     and line number); the events that pass are sent, and the receiver checks them again."""
     batch = PreparedBatch(chunk_batch_id(chunk))
     limits = bounds.limits()
@@ -149,7 +151,7 @@ def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Pr
             continue
         try:
             event = parse_line(raw, default_user_id=default_user_id)
-            rules.event_row(event, limits, batch.batch_id)  # type: ignore[arg-type]
+            EVENT_ROW(event, limits, batch.batch_id)  # type: ignore[arg-type]
         except (LineRefused, rules.RecordRefused) as refused:
             batch.rejects.append((number, str(refused), bounds.kept_line(raw)))
             continue

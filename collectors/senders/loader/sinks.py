@@ -16,7 +16,8 @@ from typing import Protocol
 import psycopg
 
 from collectors.config import Settings
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
+from collectors.ingest.privacy import Privacy
 from collectors.ingest.writer import BatchWriter, Reject, TableWrite
 from collectors.senders.client import IngestClient
 from collectors.senders.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
@@ -46,11 +47,11 @@ class Sink(Protocol):
 def rule_bounds(settings: Settings) -> RuleBounds:
     return RuleBounds(
         retention_days=settings.retention.for_table(SOURCE),
-        accounts_retention_days=settings.retention.for_table(rules.ACCOUNTS_CREATED.table),
+        accounts_retention_days=settings.retention.for_table(registry.ACCOUNTS_CREATED.name),
         max_future_seconds=settings.max_future_seconds,
         max_payload_bytes=settings.max_payload_bytes,
         max_line_bytes=settings.max_line_bytes,
-        privacy=rules.Privacy.from_settings(settings),
+        privacy=Privacy.from_settings(settings),
     )
 
 
@@ -108,8 +109,8 @@ class DatabaseSink:
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
         writes = []
         for spec, rows, lines in (
-            (rules.PRODUCT_EVENTS, batch.event_rows, batch.event_lines),
-            (rules.ACCOUNTS_CREATED, batch.account_rows, batch.account_lines),
+            (registry.PRODUCT_EVENTS, batch.event_rows, batch.event_lines),
+            (registry.ACCOUNTS_CREATED, batch.account_rows, batch.account_lines),
         ):
             originals = ChunkLines(chunk, lines, self.bounds)
             writes.append(TableWrite(spec, rows, lines, originals, originals.keep))  # type: ignore[arg-type]

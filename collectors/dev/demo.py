@@ -33,12 +33,16 @@ from psycopg import sql
 
 from collectors.config import STATE_DIR, Settings
 from collectors.dev import local_postgres
+from collectors.dev.ports import free_port
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.maintenance import prepare_database
 
 STATE = STATE_DIR / "demo"
 DEMO_DATABASE = "telemetry_demo"
 AIRFLOW_DATABASE = "telemetry_demo_airflow"
+# The comment the demo leaves on the metadata database it creates: the only sign that a database of that name on
+# a shared server is the demo's to drop.
+AIRFLOW_DATABASE_MARK = "created by make demo (collectors.dev.demo) for its Airflow metadata; every run recreates it"
 
 
 def step(message: str) -> float:
@@ -50,12 +54,31 @@ def done(started: float) -> None:
     print(f"    done in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def free_port() -> int:
-    import socket
+def airflow_metadata_database(server_url: str, name: str = AIRFLOW_DATABASE) -> str:
+    """A new, empty Airflow metadata database ``name`` on the server of ``server_url``; its URL.
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    An earlier demo's database (it carries ``AIRFLOW_DATABASE_MARK``) is dropped and created again. A database of
+    that name without the mark belongs to someone else: it is left alone and the demo stops, saying what to do.
+    """
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        found = conn.execute(
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = %s", (name,)
+        ).fetchone()
+        if found is not None and found[0] != AIRFLOW_DATABASE_MARK:
+            server = local_postgres.with_database(server_url, "postgres")
+            raise SystemExit(
+                f"make demo: database {name} already exists on {server} and make demo did not create it (its comment "
+                f"is not {AIRFLOW_DATABASE_MARK!r}), so the demo will not drop it for its Airflow metadata. If it is a "
+                f"leftover of an older demo, drop it (psql {server} -c 'drop database {name}'); otherwise run the "
+                "demo against another server (unset TELEMETRY_DATABASE_URL for the local or an embedded one)."
+            )
+        if found is not None:
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(AIRFLOW_DATABASE_MARK))
+        )
+    return local_postgres.with_database(server_url, name)
 
 
 def start_process(stack: ExitStack, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -255,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         reset_home(home)
         airflow = LocalAirflow(
             home,
-            local_postgres.create_database(server.url, AIRFLOW_DATABASE, drop=True),
+            airflow_metadata_database(server.url),
             url,
             extra_env={
                 **demo_env,

@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from collectors.config import RetentionDays, Settings
+from collectors.dev.local_postgres import ScratchCluster
 from collectors.ingest import metrics
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
@@ -100,56 +101,21 @@ def test_receiver_sigkill_under_load_then_restart(receiver_process, warehouse_ur
 # --------------------------------------------------------------------------- PostgreSQL restart
 
 
-class PrivatePostgres:
-    """A throwaway PostgreSQL cluster of its own (the shared one on 5432 is never restarted)."""
-
-    BIN = Path(os.environ.get("TELEMETRY_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="telemetry-pg-"))
-        self.data, self.socket = self.root / "data", self.root / "socket"
-        self.socket.mkdir()
-        self.port = free_port()
-        self.as_postgres = os.geteuid() == 0  # PostgreSQL refuses to run as root
-        if self.as_postgres:
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.socket, "postgres")
-        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def run(self, tool: str, *args: str) -> None:
-        command = [str(self.BIN / tool), *args]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def pg_ctl(self, action: str, *args: str) -> None:
-        options = f"-p {self.port} -k {self.socket} -c listen_addresses=127.0.0.1 -c max_connections=40"
-        self.run(
-            "pg_ctl", action, "-D", str(self.data), "-w", "-t", "60", "-l", str(self.root / "log"), "-o", options, *args
-        )
-
-    def close(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.pg_ctl("stop", "-m", "immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    if not (PrivatePostgres.BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL binaries in {PrivatePostgres.BIN} (set TELEMETRY_PG_BIN)")
-    if os.geteuid() == 0 and not shutil.which("runuser"):
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-    server = PrivatePostgres()
+def private_postgres() -> Iterator[ScratchCluster]:
+    """A cluster of its own, crashed and restarted by the test (the suite's own server is never restarted)."""
     try:
-        server.pg_ctl("start")
+        server = ScratchCluster()
+    except (FileNotFoundError, PermissionError) as why:
+        pytest.skip(str(why))
+    try:
+        server.start()
         yield server
     finally:
         server.close()
 
 
-def test_postgres_restart_under_load(private_postgres: PrivatePostgres, tmp_path: Path) -> None:
+def test_postgres_restart_under_load(private_postgres: ScratchCluster, tmp_path: Path) -> None:
     with psycopg.connect(private_postgres.url, autocommit=True) as admin:
         admin.execute("create database telemetry")
     url = private_postgres.url.rsplit("/", 1)[0] + "/telemetry"

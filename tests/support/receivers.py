@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from psycopg import sql
 
 from collectors.config import Settings
 from collectors.dev import local_postgres
+from collectors.dev.ports import free_port
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
 
@@ -53,12 +53,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
     for name, figures in _FIGURES:
         terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     terminalreporter.write_line(f"(kept in {FIGURES_FILE.relative_to(REPO_ROOT)})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,9 +1,19 @@
-"""A local Airflow for the demo and the end-to-end tests: one home, its services, its CLI.
+"""A local Airflow for the demo and the end-to-end tests: one home, its services, its REST API and CLI.
 
 ``LocalAirflow`` writes nothing to ``airflow.cfg``: everything is environment (``AIRFLOW__*``), so
 the same settings show up in ``docker-compose.yml``. The metadata database lives on the same
 PostgreSQL server as the warehouse (its own database). Services run as child processes with their
 logs under ``<home>/logs/``; ``services()`` stops them all on exit.
+
+Runs, task instances and DAGs are read and triggered through Airflow's public REST API (``/api/v2``) of
+the running api-server, never from the metadata tables, which are no public interface in Airflow 3. The
+simple auth manager makes everyone admin here (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS``), and in
+that mode hands out a token on ``GET /auth/token`` without credentials.
+
+Why not ``airflow standalone``: it starts the same four services, but always all of them (the report page's
+test wants the api-server alone), in one process whose logs interleave, and tells "ready" by a banner on
+its output after polling the jobs table; here each service is a process with its own log, readiness is
+the api-server's health endpoint and the DAGs being served, and stopping is per process.
 """
 
 from __future__ import annotations
@@ -17,11 +27,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -44,6 +57,19 @@ class AirflowCommandError(RuntimeError):
     """An ``airflow`` CLI call failed; the message carries the tail of its output."""
 
 
+class AirflowApiError(RuntimeError):
+    """The REST API refused a call: ``status`` is the HTTP status, ``detail`` what Airflow said."""
+
+    def __init__(self, method: str, path: str, status: int, detail: Any) -> None:
+        super().__init__(f"{method} {path}: {status} {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def _instant(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 @dataclass
 class LocalAirflow:
     """An Airflow home whose metadata database is ``metadata_url`` and whose DAGs build ``warehouse_url``."""
@@ -53,6 +79,7 @@ class LocalAirflow:
     warehouse_url: str
     api_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    _token: str | None = field(default=None, init=False, repr=False)
 
     @property
     def api_url(self) -> str:
@@ -116,26 +143,6 @@ class LocalAirflow:
             args += ["--conf", json.dumps(conf)]
         return self.airflow(*args, check=False)
 
-    def run_states(self, dag_id: str, run_type: str | None = None) -> dict[dt.datetime, str]:
-        """State of each run of ``dag_id`` by data interval start (read from the metadata database)."""
-        query = "select data_interval_start, state from dag_run where dag_id = %s"
-        params: list[object] = [dag_id]
-        if run_type:
-            query += " and run_type = %s"
-            params.append(run_type)
-        with psycopg.connect(self.metadata_url) as conn:
-            return {start: str(state) for start, state in conn.execute(query, params).fetchall()}
-
-    def task_states(self, dag_id: str, start: dt.datetime) -> dict[str, str]:
-        with psycopg.connect(self.metadata_url) as conn:
-            rows = conn.execute(
-                "select ti.task_id, ti.state from task_instance ti join dag_run r"
-                " on r.dag_id = ti.dag_id and r.run_id = ti.run_id"
-                " where r.dag_id = %s and r.data_interval_start = %s",
-                (dag_id, start),
-            ).fetchall()
-        return {task: str(state) for task, state in rows}
-
     @contextmanager
     def services(self, names: Sequence[str] = SERVICES, ready_timeout: float = 120) -> Iterator[LocalAirflow]:
         """Start the services as child processes; stop all of them (SIGTERM, then SIGKILL) on exit."""
@@ -171,25 +178,110 @@ class LocalAirflow:
                 )
             time.sleep(1)
 
+    def token(self) -> str:
+        """A JWT for the REST API: with every user an admin, ``GET /auth/token`` gives one without credentials."""
+        if self._token is None:
+            request = urllib.request.Request(f"{self.api_url}/auth/token", headers={"Accept": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                self._token = str(json.loads(reply.read())["access_token"])
+        return self._token
+
+    def api(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        """One call of the REST API (``/api/v2/<path>``); its JSON answer. Raises ``AirflowApiError``."""
+        url = f"{self.api_url}/api/v2/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(2):
+            request = urllib.request.Request(url, data=data, method=method)
+            request.add_header("Accept", "application/json")
+            request.add_header("Content-Type", "application/json")
+            request.add_header("Authorization", f"Bearer {self.token()}")
+            try:
+                with urllib.request.urlopen(request, timeout=60) as reply:
+                    answer = reply.read()
+                    return json.loads(answer) if answer else None
+            except urllib.error.HTTPError as error:
+                text = error.read().decode(errors="replace")
+                if error.code == 401 and attempt == 0:  # an expired token: take a new one, once
+                    self._token = None
+                    continue
+                try:
+                    detail = json.loads(text).get("detail", text)
+                except (ValueError, AttributeError):
+                    detail = text
+                raise AirflowApiError(method, path, error.code, detail) from None
+        raise AssertionError("unreachable")
+
+    def _paged(self, path: str, key: str, **query: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.api("GET", path, limit=100, offset=len(found), **query)
+            found += page[key]
+            if not page[key] or len(found) >= page["total_entries"]:
+                return found
+
     def wait_dag_registered(self, dag_ids: Sequence[str], timeout: float = 120) -> None:
-        """Wait until the dag-processor has serialized every DAG in ``dag_ids``."""
+        """Wait until the api-server serves every DAG in ``dag_ids`` (parsed and serialized by the dag-processor)."""
         deadline = time.monotonic() + timeout
         while True:
-            with psycopg.connect(self.metadata_url) as conn:
-                found = {row[0] for row in conn.execute("select dag_id from serialized_dag").fetchall()}
-            if set(dag_ids) <= found:
+            missing = []
+            for dag_id in dag_ids:
+                try:
+                    self.api("GET", f"dags/{dag_id}/details")
+                except AirflowApiError as error:
+                    if error.status != 404:
+                        raise
+                    missing.append(dag_id)
+            if not missing:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"DAGs {sorted(set(dag_ids) - found)} were not parsed within {timeout:.0f} s")
+                raise TimeoutError(f"DAGs {missing} were not parsed within {timeout:.0f} s")
             time.sleep(1)
 
-    def trigger(self, dag_id: str, run_id: str, conf: dict | None = None) -> str:
-        """``airflow dags trigger`` (a manual run, logical date now); returns ``run_id``. Needs ``services()``."""
-        args = ["dags", "trigger", dag_id, "--run-id", run_id]
-        if conf:
-            args += ["--conf", json.dumps(conf)]
-        self.airflow(*args)
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"dags/{dag_id}", {"is_paused": False})
+
+    def trigger(
+        self, dag_id: str, run_id: str, conf: dict | None = None, *, logical_date: dt.datetime | None = None
+    ) -> str:
+        """Trigger a manual run; returns ``run_id``. Without ``logical_date`` the run has no data interval, so it
+        needs ``window_start``/``window_end`` in ``conf``; with one, its data interval is the period that ends at
+        ``logical_date`` (the timetable's manual interval). Raises ``AirflowApiError`` (status 400) when Airflow
+        refuses the conf against the DAG's params. Needs ``services()``."""
+        body = {
+            "dag_run_id": run_id,
+            "logical_date": logical_date.isoformat() if logical_date else None,
+            "conf": conf or {},
+        }
+        self.api("POST", f"dags/{dag_id}/dagRuns", body)
         return run_id
+
+    def runs(self, dag_id: str, run_type: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Every run of ``dag_id`` (optionally of one run type) as the REST API describes it."""
+        if run_type:
+            query["run_type"] = run_type
+        return self._paged(f"dags/{dag_id}/dagRuns", "dag_runs", **query)
+
+    def run_states(self, dag_id: str, run_type: str | None = None, **query: Any) -> dict[dt.datetime, str]:
+        """State of each run of ``dag_id`` by data interval start."""
+        return {_instant(run["data_interval_start"]): run["state"] for run in self.runs(dag_id, run_type, **query)}
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        try:
+            return str(self.api("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"])
+        except AirflowApiError as error:
+            if error.status == 404:
+                return "not created"
+            raise
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        """Each task instance of one run by task id (state, try_number, start and end ...)."""
+        path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
+        return {ti["task_id"]: ti for ti in self._paged(path, "task_instances")}
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {task: str(ti["state"]) for task, ti in self.task_instances(dag_id, run_id).items()}
 
     def wait_run(
         self, dag_id: str, run_id: str, *, timeout: float = 900, progress: Callable[[str], None] | None = None
@@ -198,11 +290,7 @@ class LocalAirflow:
         deadline = time.monotonic() + timeout
         seen = None
         while True:
-            with psycopg.connect(self.metadata_url) as conn:
-                row = conn.execute(
-                    "select state from dag_run where dag_id = %s and run_id = %s", (dag_id, run_id)
-                ).fetchone()
-            state = str(row[0]) if row else "not created"
+            state = self.run_state(dag_id, run_id)
             if progress and state != seen:
                 progress(state)
                 seen = state
@@ -210,7 +298,7 @@ class LocalAirflow:
                 return state
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s (state {state})")
-            time.sleep(2)
+            time.sleep(1)
 
     def backfill(
         self,
@@ -222,31 +310,30 @@ class LocalAirflow:
         timeout: float = 900,
         progress: Callable[[dict[dt.datetime, str]], None] | None = None,
     ) -> dict[dt.datetime, str]:
-        """``airflow backfill create`` for runs whose logical dates fall in [start, end]; wait for them.
+        """A backfill of the runs whose logical dates fall in [start, end]; wait for them.
 
         Needs ``services()``. Returns each run's final state by data interval start.
         """
-        self.airflow("dags", "unpause", dag_id)
-        self.airflow(
-            "backfill",
-            "create",
-            "--dag-id",
-            dag_id,
-            "--from-date",
-            start.isoformat(),
-            "--to-date",
-            end.isoformat(),
-            "--max-active-runs",
-            str(max_active_runs),
-            "--reprocess-behavior",
-            "completed",
+        self.unpause(dag_id)
+        created = self.api(
+            "POST",
+            "backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": start.isoformat(),
+                "to_date": end.isoformat(),
+                "max_active_runs": max_active_runs,
+                "reprocess_behavior": "completed",
+            },
         )
         deadline = time.monotonic() + timeout
+        window = {"logical_date_gte": start.isoformat(), "logical_date_lte": end.isoformat()}
         while True:
-            states = self.run_states(dag_id, run_type="backfill")
+            states = self.run_states(dag_id, run_type="backfill", **window)
             if progress:
                 progress(states)
-            if states and all(state in TERMINAL_STATES for state in states.values()):
+            done = self.api("GET", f"backfills/{created['id']}")["completed_at"] is not None
+            if states and done and all(state in TERMINAL_STATES for state in states.values()):
                 return states
             if time.monotonic() > deadline:
                 raise TimeoutError(f"backfill of {dag_id} not finished after {timeout:.0f} s: {states}")

@@ -3,8 +3,8 @@
 * ``telemetry_hourly``: one manual range run (params ``window_start``/``window_end``). Every hourly
   model is window-incremental on its hour, so this equals 168 hourly runs (the dbt equivalence test)
   at the cost of one; 168 task pairs would take about an hour on two cores.
-* ``telemetry_daily``: a backfill of the week's seven days (``airflow backfill create``), each run
-  owning exactly its day, as the scheduled runs would.
+* ``telemetry_daily``: a backfill of the week's seven days (Airflow's backfills, through the REST API),
+  each run owning exactly its day, as the scheduled runs would.
 * ``telemetry_weekly``: a backfill of the week: weekly marts, Great Expectations on what the cleanup
   would drop and on the marts, then the cleanup.
 

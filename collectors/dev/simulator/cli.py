@@ -151,3 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 1 if rejected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -138,3 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 1 if push.rejected or stats.held or stats.dropped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

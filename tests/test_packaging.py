@@ -1,0 +1,98 @@
+"""A non-editable install works without the checkout: the wheel carries the package, its data (migrations,
+templates, the proto) and the dbt project; the CLIs run and the DAGs parse against the installed package."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLIS = ("collectors.receiver.cli", "collectors.warehouse.cli", "collectors.senders.host.cli",
+        "collectors.senders.loader.cli", "collectors.dev.simulator.cli")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from the checkout and installed into a directory of its own (dependencies: this venv's)."""
+    root = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(root / "dist"), str(REPO_ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (root / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for expected in (
+        "collectors/dbt_project/dbt_project.yml",
+        "collectors/dbt_project/models/marts/fct_telemetry_day.sql",
+        "collectors/warehouse/migrations/versions/0001_raw_and_quality.py",
+        "collectors/warehouse/migrations/script.py.mako",
+        "collectors/orchestration/templates/report.html",
+        "collectors/proto/telemetry/v1/ingest.proto",
+    ):
+        assert expected in names, expected
+    target = root / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target
+
+
+def _run(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Python with the installed package first on the path and this venv's packages for the dependencies,
+    from a directory outside the checkout (so nothing of the checkout can be imported)."""
+    deps = sysconfig.get_paths()["purelib"]
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={"PYTHONPATH": f"{site}:{deps}", "PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(cwd / "airflow")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_the_installed_package_runs_without_the_checkout(installed: Path, tmp_path: Path) -> None:
+    where = _run(installed, tmp_path, "-c", "import collectors, collectors.config as c; print(collectors.__file__); "
+                 "print(c.CHECKOUT); print(c.Settings().dbt_project_dir)")  # fmt: skip
+    assert where.returncode == 0, where.stderr
+    package, checkout, project = where.stdout.split()
+    assert package.startswith(str(installed)) and checkout == "None"
+    assert (Path(project) / "dbt_project.yml").is_file() and project.startswith(str(installed))
+    for module in CLIS:
+        done = _run(installed, tmp_path, "-m", module, "--help")
+        assert done.returncode == 0 and "usage:" in done.stdout, (module, done.stderr)
+
+
+def test_the_dags_parse_with_the_installed_package(installed: Path, tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    shutil.copytree(REPO_ROOT / "dags", dags)
+    program = (
+        "import importlib.util, pathlib, sys\n"
+        "from airflow.sdk import DAG\n"
+        "found = []\n"
+        "for path in sorted(pathlib.Path(sys.argv[1]).glob('*.py')):\n"
+        "    spec = importlib.util.spec_from_file_location(path.stem, path)\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(module)\n"
+        "    found += [v.dag_id for v in vars(module).values() if isinstance(v, DAG)]\n"
+        "import collectors\n"
+        "print(collectors.__file__)\n"
+        "print(' '.join(sorted(found)))\n"
+    )
+    done = _run(installed, tmp_path, "-c", program, str(dags))
+    assert done.returncode == 0, done.stderr
+    package, ids = done.stdout.splitlines()
+    assert package.startswith(str(installed))
+    assert set(ids.split()) >= {"telemetry_hourly", "telemetry_daily", "telemetry_weekly", "telemetry_partitions"}

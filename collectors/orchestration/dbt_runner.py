@@ -114,8 +114,10 @@ def invoke(
     *,
     database_url: str,
     target_path: Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> DbtBuildResult:
-    """Run one dbt command (``["build", "--select", ...]``) against ``database_url``; raise on failure."""
+    """Run one dbt command (``["build", "--select", ...]``) against ``database_url``, with ``environment`` set
+    while it runs; raise on failure."""
     target = Path(target_path) if target_path is not None else STATE_DIR / "dbt" / "target"
     full_args = [
         *args,
@@ -128,7 +130,7 @@ def invoke(
         "--log-path",  # never inside the project, which may be read-only (an installed wheel's copy)
         str(target / "logs"),
     ]
-    env = dbt_env(database_url)
+    env = {**dbt_env(database_url), **(environment or {})}
     env["PGTZ"] = "UTC"  # belt and braces: every model is written with explicit UTC anyway
     started = dt.datetime.now(dt.UTC)
     with _lock, temporary_environment(env):
@@ -175,8 +177,12 @@ def build(
     """
     if window_start >= window_end:
         raise ValueError(f"empty window [{window_start}, {window_end})")
-    all_vars = {"window_start": _utc_iso(window_start), "window_end": _utc_iso(window_end), **(vars or {})}
-    args = ["build", "--select", select, "--vars", json.dumps(all_vars)]
+    # the window travels in the environment, not in --vars: vars that change from run to run make dbt parse the
+    # whole project again each time, and the window changes with every run
+    window = {"TELEMETRY_DBT_WINDOW_START": _utc_iso(window_start), "TELEMETRY_DBT_WINDOW_END": _utc_iso(window_end)}
+    args = ["build", "--select", select]
+    if vars:
+        args += ["--vars", json.dumps(vars, sort_keys=True)]
     excluded_types = [t for t, keep in (("unit_test", unit_tests), ("test", data_tests)) if not keep]
     for resource_type in excluded_types:
         args += ["--exclude-resource-type", resource_type]
@@ -184,4 +190,4 @@ def build(
         args += ["--exclude", exclude]
     if full_refresh:
         args.append("--full-refresh")
-    return invoke(args, database_url=database_url, target_path=target_path)
+    return invoke(args, database_url=database_url, target_path=target_path, environment=window)

@@ -71,13 +71,16 @@
   window is inactive (everything is rebuilt then) or product_late_arrival_days = 0.
 -#}
 {% macro product_late_arrivals(grain) -%}
+    {#- the ref stands outside the condition: the window is known only when the model runs, not when dbt
+        parses it, and a ref dbt cannot see while parsing is a missing dependency -#}
+    {%- set arrivals_relation = ref('stg_product__event_arrivals') -%}
     {%- set bounds = window_period_bounds(grain) -%}
     {%- set late_days = product_late_arrival_days() -%}
     {%- if bounds is none or late_days == 0 -%}
     select null::text as user_id, null::timestamptz as occurred_at where false
     {%- else -%}
     select arrivals.user_id, arrivals.occurred_at
-    from {{ ref('stg_product__event_arrivals') }} as arrivals
+    from {{ arrivals_relation }} as arrivals
     where arrivals.occurred_at >= {{ timestamp_literal(bounds.lower - modules.datetime.timedelta(days=late_days)) }}
         and arrivals.occurred_at < {{ timestamp_literal(bounds.lower) }}
         and arrivals.ingested_at >= {{ timestamp_literal(bounds.lower) }}

@@ -18,8 +18,17 @@
     {%- if telemetry_full_refresh() -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set raw_start = var('window_start', none) -%}
-    {%- set raw_end = var('window_end', none) -%}
+    {#- The runner passes the window in the environment, read only when a model runs: a var that changes from
+        run to run makes dbt parse the whole project again (seconds per run), an environment variable read at
+        run time does not. A var given explicitly (even null, as unit tests do) wins. -#}
+    {%- set raw_start = var('window_start', 'from the environment') -%}
+    {%- set raw_end = var('window_end', 'from the environment') -%}
+    {%- if raw_start == 'from the environment' -%}
+        {%- set raw_start = (env_var('TELEMETRY_DBT_WINDOW_START', '') if execute else '') or none -%}
+    {%- endif -%}
+    {%- if raw_end == 'from the environment' -%}
+        {%- set raw_end = (env_var('TELEMETRY_DBT_WINDOW_END', '') if execute else '') or none -%}
+    {%- endif -%}
     {%- if raw_start is none and raw_end is none -%}
         {{ return(none) }}
     {%- endif -%}

@@ -1,4 +1,5 @@
-"""The dbt runner: the window goes to dbt as vars, failures name their nodes, run results are kept."""
+"""The dbt runner: the window reaches the models without a reparse, failures name their nodes, run results are
+kept."""
 
 from __future__ import annotations
 
@@ -21,11 +22,22 @@ def test_run_results_are_kept_where_the_caller_says(warehouse: DbtWarehouse) -> 
     results = json.loads(result.run_results_path.read_text())
     assert result.run_results_path.parent == warehouse.target_root / "kept"
     assert [r["unique_id"] for r in results["results"]] == ["model.telemetry.fct_event_counts_daily"]
-    assert results["args"]["vars"] == {
-        "window_start": "2026-11-03T00:00:00+00:00",
-        "window_end": "2026-11-04T00:00:00+00:00",
-    }
     assert result.statuses() == {"model.telemetry.fct_event_counts_daily": "success"}
+    compiled = next((warehouse.target_root / "kept" / "compiled").rglob("fct_event_counts_daily.sql")).read_text()
+    assert "'2026-11-03T00:00:00+00:00'::timestamptz" in compiled and "'2026-11-04T00:00:00+00:00'" in compiled
+
+
+def test_another_window_does_not_make_dbt_parse_the_project_again(warehouse: DbtWarehouse) -> None:
+    """The window is in the environment, read when a model runs; as a var it would change the parse key."""
+    build = {"name": "reparse", "data_tests": False}
+    warehouse.build("fct_event_counts_daily", DAY_START, DAY_START + dt.timedelta(days=1), **build)
+    parsed = warehouse.target_root / "reparse" / "partial_parse.msgpack"
+    first = parsed.stat().st_mtime_ns
+    later = DAY_START + dt.timedelta(days=1)
+    result = warehouse.build("fct_event_counts_daily", later, later + dt.timedelta(days=1), **build)
+    assert parsed.stat().st_mtime_ns == first  # not parsed (nor written) again
+    compiled = next((result.target_path / "compiled").rglob("fct_event_counts_daily.sql")).read_text()
+    assert f"'{later.isoformat()}'::timestamptz" in compiled
 
 
 def test_a_segment_length_that_does_not_divide_the_day_fails_loudly(warehouse: DbtWarehouse) -> None:

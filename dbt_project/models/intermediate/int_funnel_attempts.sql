@@ -10,6 +10,10 @@
     )
 }}
 
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
 {#-
   Every funnel attempt (docs/DESIGN.md item 4), one row each: every step-1 event is an entry.
 

@@ -10,6 +10,10 @@
     )
 }}
 
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
 {#-
   One row per user and UTC week (Monday) with any product event: the history retention needs
   ("first event ever") after raw product events are dropped (90 days by default). Hence

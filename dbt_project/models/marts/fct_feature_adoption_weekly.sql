@@ -5,6 +5,10 @@
     )
 }}
 
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
 {#-
   Feature adoption per UTC week and (channel, event); trend rule in fct_feature_adoption_weekly.yml.
   A windowed run rewrites the window's weeks, the weeks of late arrivals and the week after each

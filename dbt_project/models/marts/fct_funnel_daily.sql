@@ -5,6 +5,10 @@
     )
 }}
 
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
 -- depends_on: {{ ref('funnels') }}
 
 {#- The entry days int_funnel_attempts recomputed in this run (macros/product.sql). -#}

@@ -11,6 +11,10 @@
     )
 }}
 
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
 {#-
   Sessions (docs/DESIGN.md item 5). A user's events are ordered by (timestamp, event_id); an event
   starts a session when it comes more than `session_inactivity_minutes` after the user's previous

@@ -45,6 +45,11 @@ browser:  ## install Debian's chromium for the browser test (apt-get, as root) u
 test: $(STAMP) browser  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Quick feedback while working: everything but the Airflow end-to-end runs and the long suites (fault, load, fuzz,
+# and the tests marked slow), with the fuzzers on few examples; `make test` runs them all.
+test-fast: $(STAMP)  ## the suite without the Airflow end-to-end, fault, load, fuzz and slow tests (a few minutes)
+	TELEMETRY_FUZZ_EXAMPLES=20 $(BIN)/pytest -m "not e2e and not slow and not fault and not load and not fuzz" $(PYTEST_ARGS)
+
 bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.json
 	$(BIN)/python -m tests.bench
 

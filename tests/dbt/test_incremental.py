@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.dbt.conftest import DbtWarehouse
 from tests.dbt.raw_rows import DAY, WEEK_START
 
@@ -35,6 +37,7 @@ def snapshot(warehouse: DbtWarehouse, marts: dict[str, str]) -> dict[str, list[t
     return {table: warehouse.rows(f"select t::text from marts.{table} as t order by 1") for table in marts}
 
 
+@pytest.mark.slow
 def test_rebuilding_windows_gives_identical_rows(warehouse: DbtWarehouse) -> None:
     everything = {**HOURLY_MARTS, **DAILY_MARTS, **WEEKLY_MARTS}
     before = snapshot(warehouse, everything)
@@ -59,6 +62,7 @@ def test_rebuilding_windows_gives_identical_rows(warehouse: DbtWarehouse) -> Non
         assert snapshot(warehouse, everything) == before
 
 
+@pytest.mark.slow
 def test_building_hour_by_hour_equals_one_run(warehouse: DbtWarehouse) -> None:
     """Hours 08:00-13:00 of DAY hold all of DAY's hourly rows (checked), so building them one
     hour at a time stands for building the day hour by hour (each dbt invocation with new vars

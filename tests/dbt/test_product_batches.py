@@ -195,6 +195,7 @@ def test_the_events_exercise_the_rules(setup: Setup) -> None:
     assert all_attempts > chosen > 20  # repeated entries
 
 
+@pytest.mark.slow
 # no shrinking: each example costs seconds of dbt; a failure prints its seed and late share
 @settings(
     max_examples=5,

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from collectors.orchestration import dbt_runner as dbt
 from tests.dbt.raw_rows import UTC, Sample, ensure_partitions, insert_samples
@@ -201,6 +202,7 @@ def every(first: dt.datetime, last: dt.datetime, step: dt.timedelta) -> list[dt.
     return [first + i * step for i in range(int((last - first) / step))]
 
 
+@pytest.mark.slow
 def test_reliability_equals_the_rule_read_literally(warehouse_url: str, tmp_path: Path) -> None:
     samples = random_samples()
     load(warehouse_url, samples, DATA_START.date() - dt.timedelta(days=1), DATA_END.date() + dt.timedelta(days=1))

@@ -53,6 +53,7 @@ def week_url(
         local_postgres.drop_database(pg_server.url, name)
 
 
+@pytest.mark.slow
 def test_a_week_built_hour_by_hour_and_day_by_day_equals_one_run(week_url: str, tmp_path: Path) -> None:
     def build(select: str, start: dt.datetime, end: dt.datetime) -> None:
         dbt.build(select, start, end, database_url=week_url, target_path=tmp_path / "dbt", data_tests=False)

@@ -20,6 +20,7 @@ from typing import Any
 from collectors.config import Settings
 from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.cadences import MODEL_FAMILIES, Cadence, Window
+from collectors.orchestration.test_results import record_build_tests
 from collectors.warehouse.db import advisory_lock, connect
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,18 @@ def build_part(
             )
         finally:
             _keep_run_results(target, kept)
+            record_build_tests(
+                database_url,
+                target,
+                kept,
+                cadence=cadence.name,
+                part=part,
+                window_start=window.start,
+                window_end=window.end,
+                family=family,
+                dag_id=dag_id,
+                run_id=run_id,
+            )
     record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept)
     log.info("built %d nodes in %.1f s; run results in %s", record.nodes, record.elapsed_seconds, kept)
     if family is None:

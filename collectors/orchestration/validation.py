@@ -4,8 +4,12 @@
 one GX Checkpoint in the file context at ``gx_dir`` (one Data Docs update), stores one row per
 (suite, asset) in ``quality.validation_runs`` and returns a ``ValidationOutcome``; the weekly DAG's
 ``validate`` task raises ``AirflowFailException(outcome.message())`` when ``outcome.success`` is
-false, so nothing is dropped. No Airflow import here, and ``great_expectations`` is imported only
-when a validation runs (it costs seconds), so DAG files can import this module cheaply.
+false, so nothing is dropped. An expectation that raised instead of evaluating the data (a missing table,
+a query error) fails the run too, but is kept apart from data failures: ``"errored": true`` and its cause in
+its failure, counted in ``quality.validation_runs.errored``, "errored: <cause>" in the message.
+
+No Airflow import here, and ``great_expectations`` is imported only when a validation runs (it costs
+seconds), so DAG files can import this module cheaply.
 
 Secrets: ``great_expectations.yml`` holds ``${TELEMETRY_GX_WAREHOUSE_URL}``, never the URL. GX
 substitutes it from the process environment, where the URL is set only while ``validate_week``
@@ -20,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +54,21 @@ class SuiteResult:
     success: bool
     evaluated: int
     failed: int
-    # one dict per failing expectation: expectation, description, column(s), kwargs, observed, sample
+    # one dict per failing expectation: expectation, description, column(s), kwargs, observed, sample; one that
+    # raised instead of evaluating the data has "errored": true and the exception ("cause": its first line)
     failures: list[dict[str, Any]] = field(default_factory=list)
     data_docs_page: Path | None = None
     scope: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def errored(self) -> int:
+        """Failed expectations that could not be evaluated (a missing table, a query error): not data failures."""
+        return sum(bool(f.get("errored")) for f in self.failures)
+
     def failure_lines(self) -> list[str]:
-        return [f"{self.suite}/{self.asset}: {describe_failure(f)}" for f in self.failures]
+        """Data failures first, then the errors: a reviewer reads them differently."""
+        ordered = sorted(self.failures, key=lambda f: bool(f.get("errored")))
+        return [f"{self.suite}/{self.asset}: {describe_failure(f)}" for f in ordered]
 
 
 @dataclass(frozen=True)
@@ -83,14 +95,16 @@ class ValidationOutcome:
             )
         lines = self.failing_expectations()
         failed_runs = sum(not r.success for r in self.results)
+        errored = sum(r.errored for r in self.results)
+        kinds = f" ({len(lines) - errored} on the data, {errored} errored: not evaluated)" if errored else ""
         return (
-            f"validation failed: {len(lines)} failing expectations in {failed_runs} of {len(self.results)} "
+            f"validation failed: {len(lines)} failing expectations{kinds} in {failed_runs} of {len(self.results)} "
             f"suite runs; nothing may be dropped. Data Docs: {self.data_docs_index}\n" + "\n".join(lines)
         )
 
 
 def describe_failure(failure: dict[str, Any]) -> str:
-    """``expect_... (column x) "description": observed ...; sample [...]``."""
+    """``expect_... (column x) "description": observed ...; sample [...]``, or ``...: errored: <cause>``."""
     text = failure["expectation"]
     if failure.get("column"):
         text += f" (column {failure['column']})"
@@ -98,6 +112,8 @@ def describe_failure(failure: dict[str, Any]) -> str:
         text += f" (columns {', '.join(failure['columns'])})"
     if failure.get("description"):
         text += f' "{failure["description"]}"'
+    if failure.get("errored"):
+        return text + f": errored: {failure.get('cause') or failure.get('exception') or 'unknown error'}"
     if failure.get("observed") is not None:
         text += f": observed {failure['observed']}"
     if failure.get("sample"):
@@ -185,9 +201,37 @@ def _failure(expectation_result: Any) -> dict[str, Any]:
     sample = (result.get("details") or {}).get("unexpected_rows_sample") or result.get("partial_unexpected_list")
     if sample:
         failure["sample"] = list(sample)[:SAMPLE_VALUES]
-    if expectation_result.exception_info and expectation_result.exception_info.get("raised_exception"):
-        failure["exception"] = str(expectation_result.exception_info.get("exception_message"))[:1000]
+    messages = _exception_messages(expectation_result.exception_info)
+    if messages:
+        failure["errored"] = True
+        failure["exception"] = "\n".join(messages)[:1000]
+        failure["cause"] = _cause(messages[0])
     return {k: v for k, v in failure.items() if v is not None}
+
+
+def _exception_messages(info: Any) -> list[str]:
+    """The distinct messages of what an expectation raised.
+
+    GX puts an exception raised while validating at the top of ``exception_info``, but one raised while
+    computing a metric (the asset's query failed: a missing table, a bad column) one level down, under the
+    metric's id; both count.
+    """
+    if not isinstance(info, Mapping):
+        return []
+    found = [info] if info.get("raised_exception") else []
+    found += [v for v in info.values() if isinstance(v, Mapping) and v.get("raised_exception")]
+    messages = [str(item.get("exception_message") or "exception without a message").strip() for item in found]
+    return list(dict.fromkeys(messages))
+
+
+_SQL_NOISE = re.compile(r"^\((?:psycopg2?|sqlalchemy)[\w.]*\)\s*")
+
+
+def _cause(message: str) -> str:
+    """The first line of an exception message, without the driver's class prefix: what went wrong."""
+    first = next((line.strip() for line in message.splitlines() if line.strip()), message.strip())
+    first = _SQL_NOISE.sub("", first)
+    return first if len(first) <= 300 else first[:299] + "…"
 
 
 def _json_safe(value: Any) -> Any:
@@ -295,9 +339,9 @@ def _store(
         cur.executemany(
             """
             insert into quality.validation_runs
-                (dag_id, run_id, window_start, window_end, suite, asset, success, evaluated, failed,
+                (dag_id, run_id, window_start, window_end, suite, asset, success, evaluated, failed, errored,
                  failures, scope, data_docs_path, started_at)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s)
             """,
             [
                 (
@@ -310,6 +354,7 @@ def _store(
                     r.success,
                     r.evaluated,
                     r.failed,
+                    r.errored,
                     json.dumps(r.failures, default=str),
                     json.dumps(r.scope, default=str),
                     str(r.data_docs_page) if r.data_docs_page else None,

@@ -77,7 +77,7 @@ def test_clean_week_passes_every_run_is_stored_and_rendered(week_url: str, lande
     assert outcome.success, outcome.message()
     assert outcome.failing_expectations() == []
     assert {(r.suite, r.asset) for r in outcome.results} == {*RAW_SUITES.items(), *MART_SUITES.items()}
-    assert all(r.evaluated >= 4 and r.failed == 0 for r in outcome.results)
+    assert all(r.evaluated >= 4 and r.failed == 0 and r.errored == 0 for r in outcome.results)
     raw = {r.suite: r for r in outcome.results if r.suite in RAW_SUITES}
     assert raw["raw_minute_snapshots"].scope["partitions"] == [f"minute_snapshots_p{landed_week.old_day:%Y%m%d}"]
 
@@ -332,3 +332,26 @@ def test_scope_covers_the_partition_days_and_the_window_per_raw_table() -> None:
         dt.date(2026, 11, 2),
         dt.date(2026, 11, 3),
     ]
+
+
+def test_a_missing_table_is_an_error_with_its_cause_not_a_data_failure(
+    week_url: str, landed_week: LandedWeek, tmp_path: Path
+) -> None:
+    with psycopg.connect(week_url, autocommit=True) as conn:
+        conn.execute("drop table marts.fct_event_counts_daily")
+
+    outcome = run(week_url, landed_week, tmp_path / "gx", run_id="manual__missing_table")
+    print(outcome.message())
+
+    assert not outcome.success
+    broken = [r for r in outcome.results if not r.success]
+    assert [r.suite for r in broken] == ["marts_fct_event_counts_daily"], outcome.message()
+    failures = broken[0].failures
+    assert failures and all(f.get("errored") is True for f in failures), failures
+    assert all("fct_event_counts_daily" in f["exception"] and "does not exist" in f["exception"] for f in failures)
+    assert "errored: " in outcome.message() and "does not exist" in outcome.message()
+    stored = {row["suite"]: row for row in stored_runs(week_url, "manual__missing_table")}
+    row = stored["marts_fct_event_counts_daily"]
+    assert row["errored"] == len(failures) == row["failed"]
+    assert all(f["errored"] and "does not exist" in f["exception"] for f in row["failures"])
+    assert all(r["errored"] == 0 for suite, r in stored.items() if suite != "marts_fct_event_counts_daily")

@@ -2,7 +2,9 @@
 
 ``build_suites(scope)`` returns one ``SuiteSpec`` per (suite, asset): a SQL query asset (the raw
 partitions about to be dropped, or the marts over the days they cover plus the weekly window) and
-the expectations run on it. Importing this module imports ``great_expectations`` (about 4 s), so
+the expectations run on it. The raw suites check the rows about to go; the mart suites hold only what
+reconciles a mart with raw rows, with the ingest ledger or with another mart: a mart's own invariants
+are the dbt tests of its model (one home per rule). Importing this module imports ``great_expectations`` (about 4 s), so
 ``collectors.orchestration.validation`` imports it only when a validation runs.
 
 Multi-column and cross-table rules use ``ExpectQueryToReturnNoRows``: GX's
@@ -143,12 +145,6 @@ def between(column: str, low: float | None = None, high: float | None = None) ->
         rule = f"is at most {high}"
     return gxe.ExpectColumnValuesToBeBetween(
         column=column, min_value=low, max_value=high, description=f"{column} {rule}"
-    )
-
-
-def one_of(column: str, values: Sequence[str]) -> Any:
-    return gxe.ExpectColumnValuesToBeInSet(
-        column=column, value_set=list(values), description=f"{column} is one of {', '.join(values)}"
     )
 
 
@@ -461,6 +457,11 @@ def raw_suite(table: RawTable, partitions: Sequence[Partition]) -> SuiteSpec:
 
 
 # --------------------------------------------------------------------------- marts
+#
+# A mart's own invariants (bounds, uniqueness, counts consistent within a row, segment list lengths) are dbt
+# tests of its model, run by every build, where a failure stops the build before the ledger records it (so the
+# cleanup keeps the raw data). What dbt cannot see is checked here, before raw rows go: that the marts account
+# for every raw row and period, for the ingest ledger, and for the marts they roll up from.
 
 
 def _missing_periods(description: str, expected: str, keys: Sequence[str]) -> ExpectQueryToReturnNoRows:
@@ -476,12 +477,11 @@ def _missing_periods(description: str, expected: str, keys: Sequence[str]) -> Ex
     )
 
 
-RELIABILITY_COUNTS = ("messages", "receivers", "total", "delivered", "missing", "samples", "receivers_seen")
 GRAINS = {
-    # grain: (mart suffix, period column, period expression on a timestamptz, max minutes)
-    "hour": ("hourly", "hour_start", utc_hour, 60),
-    "day": ("daily", "day", utc_day, 1440),
-    "week": ("weekly", "week_start", utc_week, 10080),
+    # grain: (mart suffix, period column, period expression on a timestamptz)
+    "hour": ("hourly", "hour_start", utc_hour),
+    "day": ("daily", "day", utc_day),
+    "week": ("weekly", "week_start", utc_week),
 }
 
 
@@ -504,37 +504,30 @@ def _scope_days(days: Sequence[dt.date], **extra: Any) -> dict[str, Any]:
     return {"days": [d.isoformat() for d in days], **extra}
 
 
+def _ledger_by_day(source: str, days: Sequence[dt.date]) -> str:
+    """A CTE ``ledger (day, ledger_accepted)``: what quality.ingest_batches accepted of ``source`` per day."""
+    return f"""
+        , ledger as (
+            select accepted.key::date as day, sum(accepted.value::bigint) as ledger_accepted
+            from quality.ingest_batches as b
+            cross join lateral jsonb_each_text(b.accepted_by_day) as accepted (key, value)
+            where b.source = {text_literal(source)} and accepted.key in {_ledger_keys(days)}
+            group by accepted.key
+        )
+    """
+
+
 def channel_reliability_suite(grain: str, scope: Scope) -> SuiteSpec:
-    suffix, period, period_of, _ = GRAINS[grain]
+    suffix, period, period_of = GRAINS[grain]
     name = f"fct_channel_reliability_{suffix}"
     days = scope.days("message_samples")
     asset, query = _mart(name, period, grain, days)
     dropped = scope.partition_days("message_samples")
-    counts_ok = " and ".join(f"{c} >= 0" for c in RELIABILITY_COUNTS)
     return SuiteSpec(
         suite=f"marts_{name}",
         asset=asset,
         query=query,
         expectations=[
-            unique([period, "channel_id"], "one row per period and channel"),
-            present("channel_id"),
-            between("reliability", 0, 1),
-            between("status_compat_reliability", high=1),
-            no_rows(
-                "counts consistent: no negative count, total = messages * receivers, missing = total - delivered",
-                f"""
-                select {period}, channel_id, {", ".join(RELIABILITY_COUNTS)} from batch_rows
-                where not ({counts_ok}) or total <> messages * receivers or missing <> total - delivered
-                """,
-            ),
-            no_rows(
-                "reliability = 1 - missing / total when total is positive, else null",
-                f"""
-                select {period}, channel_id, total, missing, reliability from batch_rows
-                where (total > 0 and (reliability is null or abs(reliability - (1 - missing::numeric / total)) > 1e-9))
-                   or (total = 0 and reliability is not null)
-                """,
-            ),
             _missing_periods(
                 f"one row per {grain} and channel with message samples sent in it (days of the dropped partitions)",
                 f"""
@@ -549,7 +542,7 @@ def channel_reliability_suite(grain: str, scope: Scope) -> SuiteSpec:
 
 
 def reliability_suite(grain: str, scope: Scope) -> SuiteSpec:
-    suffix, period, period_of, _ = GRAINS[grain]
+    suffix, period, period_of = GRAINS[grain]
     name = f"fct_reliability_{suffix}"
     days = scope.days("message_samples")
     asset, query = _mart(name, period, grain, days)
@@ -559,20 +552,6 @@ def reliability_suite(grain: str, scope: Scope) -> SuiteSpec:
         asset=asset,
         query=query,
         expectations=[
-            unique([period], f"one row per {grain}"),
-            present(period),
-            between("reliability", 0, 1),
-            between("status_compat_reliability", high=1),
-            no_rows(
-                "counts consistent: channels_measured between 0 and channels, missing between 0 and total, "
-                "messages not negative",
-                f"""
-                select {period}, channels, channels_measured, messages, total, missing from batch_rows
-                where not (0 <= channels_measured and channels_measured <= channels
-                           and 0 <= missing and missing <= total and messages >= 0)
-                   or (channels_measured = 0 and reliability is not null)
-                """,
-            ),
             _missing_periods(
                 f"one row per {grain} with message samples sent in it (days of the dropped partitions)",
                 f"""
@@ -587,7 +566,7 @@ def reliability_suite(grain: str, scope: Scope) -> SuiteSpec:
 
 
 def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
-    suffix, period, period_of, max_minutes = GRAINS[grain]
+    suffix, period, period_of = GRAINS[grain]
     name = f"fct_host_metrics_{suffix}"
     days = scope.days("host_minutes")
     asset, query = _mart(name, period, grain, days)
@@ -595,33 +574,7 @@ def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
         select {period_of("minute")} as {period}, host_id, count(*) as raw_minutes from raw.host_minutes
         where {time_filter("minute", days)} group by 1, 2
     """
-    expectations: list[Any] = [
-        unique([period, "host_id"], f"one row per {grain} and host"),
-        present("host_id"),
-        between("minutes_observed", 1, max_minutes),
-    ]
-    for column in (
-        "cpu_percent_min",
-        "cpu_percent_max",
-        "memory_percent_min",
-        "memory_percent_max",
-        "packet_loss_percent_max",
-    ):
-        expectations.append(between(column, 0, 100))
-    expectations.append(
-        no_rows(
-            "breach counts consistent: critical minutes between 0 and warning minutes, "
-            "warning minutes at most minutes_observed",
-            f"""
-            select {period}, host_id, minutes_observed, cpu_warning_minutes, cpu_critical_minutes,
-                   memory_warning_minutes, memory_critical_minutes from batch_rows
-            where not (0 <= cpu_critical_minutes and cpu_critical_minutes <= cpu_warning_minutes
-                       and cpu_warning_minutes <= minutes_observed
-                       and 0 <= memory_critical_minutes and memory_critical_minutes <= memory_warning_minutes
-                       and memory_warning_minutes <= minutes_observed)
-            """,
-        )
-    )
+    expectations: list[Any] = []
     if grain != "week":  # a week's raw data may be partly dropped already; hours and days are whole
         expectations += [
             _missing_periods(
@@ -651,13 +604,7 @@ def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
             no_rows(
                 "minutes_observed per day reconcile with quality.ingest_batches (host_minutes accepted_by_day)",
                 f"""
-                , ledger as (
-                    select accepted.key::date as day, sum(accepted.value::bigint) as ledger_accepted
-                    from quality.ingest_batches as b
-                    cross join lateral jsonb_each_text(b.accepted_by_day) as accepted (key, value)
-                    where b.source = 'host_minutes' and accepted.key in {_ledger_keys(days)}
-                    group by accepted.key
-                )
+                {_ledger_by_day("host_minutes", days)}
                 , mart as (select day, sum(minutes_observed) as minutes_observed from batch_rows group by day)
                 select coalesce(mart.day, ledger.day) as day, coalesce(mart.minutes_observed, 0) as minutes_observed,
                        coalesce(ledger.ledger_accepted, 0) as ledger_accepted
@@ -672,48 +619,11 @@ def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
 def telemetry_day_suite(scope: Scope) -> SuiteSpec:
     days = scope.days("minute_snapshots")
     asset, query = _mart("fct_telemetry_day", "day", "day", days)
-    day_log_sections = "array['battles', 'user_counts', 'average_user_counts']"
-    is_full_list = "case when jsonb_typeof(l.items) = 'array' then jsonb_array_length(l.items) end = segment_count"
-    non_negative = [
-        "unique_users",
-        "unique_players",
-        "accounts_created",
-        *(f"minutes_{s}" for s in (*STATE_LISTS, "total")),
-        *(f"peak_{s}" for s in (*STATE_LISTS, "total")),
-    ]
     return SuiteSpec(
         suite="marts_fct_telemetry_day",
         asset=asset,
         query=query,
         expectations=[
-            unique(["day"], "one row per day"),
-            present("day_log"),
-            present("segment_peak_user_counts"),
-            between("minutes_observed", 1, 1440),
-            no_rows(
-                "segment counts: segment_count * segment_minutes = 1440, each of the 13 segment lists of "
-                "day_log (battles, user_counts, average_user_counts) and each of the 5 of "
-                "segment_peak_user_counts has segment_count items",
-                f"""
-                select day, segment_minutes, segment_count from batch_rows
-                where segment_count * segment_minutes <> 1440
-                   or (select count(*) from unnest({day_log_sections}) as k (name)
-                       cross join lateral jsonb_each(coalesce(day_log -> k.name, jsonb_build_object()))
-                           as l (state, items)
-                       where {is_full_list}) <> 13
-                   or (select count(*) from jsonb_each(coalesce(segment_peak_user_counts, jsonb_build_object()))
-                           as l (state, items)
-                       where {is_full_list}) <> 5
-                """,
-            ),
-            no_rows(
-                "no negative count; minutes_total at least minutes_player; peak_total at least peak_player",
-                f"""
-                select day, {", ".join(non_negative)} from batch_rows
-                where not ({" and ".join(f"{c} >= 0" for c in non_negative)})
-                   or minutes_total < minutes_player or peak_total < peak_player
-                """,
-            ),
             _missing_periods(
                 "one row per day with minute snapshots in raw.minute_snapshots",
                 f"""
@@ -735,11 +645,6 @@ def telemetry_week_suite(scope: Scope) -> SuiteSpec:
         asset=asset,
         query=query,
         expectations=[
-            unique(["week_start"], "one row per week"),
-            between("days_observed", 1, 7),
-            between("minutes_observed", 1, 10080),
-            between("unique_users", 0),
-            between("minutes_total", 0),
             no_rows(
                 "days_observed = the week's rows in fct_telemetry_day; minutes add up over the days",
                 """
@@ -766,7 +671,7 @@ def telemetry_week_suite(scope: Scope) -> SuiteSpec:
 
 
 def minutes_per_user_suite(grain: str, scope: Scope) -> SuiteSpec:
-    suffix, period, _, max_minutes = GRAINS[grain]
+    suffix, period, _ = GRAINS[grain]
     name = f"fct_minutes_per_user_{suffix}"
     days = scope.days("minute_snapshots")
     asset, query = _mart(name, period, grain, days)
@@ -776,10 +681,6 @@ def minutes_per_user_suite(grain: str, scope: Scope) -> SuiteSpec:
         asset=asset,
         query=query,
         expectations=[
-            unique([period, "user_id", "state"], f"one row per {grain}, user and state"),
-            present("user_id"),
-            one_of("state", [*STATE_LISTS, "total"]),
-            between("minutes", 1, max_minutes),
             no_rows(
                 f"users with state total per {grain} = unique_users of {rollup}",
                 f"""
@@ -808,12 +709,6 @@ def event_counts_suite(scope: Scope) -> SuiteSpec:
         asset=asset,
         query=query,
         expectations=[
-            unique(["day", "channel", "event"], "one row per day, channel and event"),
-            between("events", 1),
-            no_rows(
-                "users between 1 and events",
-                "select day, channel, event, events, users from batch_rows where not (users between 1 and events)",
-            ),
             _missing_periods(
                 "one row per day, channel and event with events in raw.product_events",
                 f"select day, channel, event from ({raw_counts}) as r",
@@ -835,7 +730,7 @@ def event_counts_suite(scope: Scope) -> SuiteSpec:
 
 def build_suites(scope: Scope) -> list[SuiteSpec]:
     """Every (suite, asset) of the weekly validation: the raw tables (active when they have partitions to drop),
-    then the marts. The set never changes from run to run, so GX definitions never go stale."""
+    then the marts' reconciliations. The set never changes from run to run, so GX definitions never go stale."""
     specs = [raw_suite(RAW[t], scope.partitions_of(t)) for t in RAW]
     specs += [telemetry_day_suite(scope), telemetry_week_suite(scope)]
     specs += [minutes_per_user_suite(g, scope) for g in ("day", "week")]

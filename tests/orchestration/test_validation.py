@@ -1,9 +1,12 @@
 """The weekly Great Expectations gate (collectors.orchestration.validation), without Airflow, on a real PostgreSQL.
 
 A simulated day is landed through the receiver and built into marts once (conftest); every test validates
-its own copy. Clean data passes and every (suite, asset) run is stored and rendered; each corruption
-fails the run, and the failing expectation is named in ``failing_expectations()``, in
-``quality.validation_runs.failures`` and in the Data Docs page of its suite, and nothing else fails.
+its own copy. Clean data passes and every (suite, asset) run is stored and rendered; each corruption of raw
+rows, or of how marts reconcile with raw rows, the ledger or each other, fails the run, and the failing
+expectation is named in ``failing_expectations()``, in ``quality.validation_runs.failures`` and in the Data
+Docs page of its suite, and nothing else fails. A table that is missing is an error with its cause, not a
+data failure. A corruption of a mart's own invariant is the dbt tests' to catch: a real build of that model
+fails on exactly that test, and the result is kept in ``quality.dbt_test_results``.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def test_clean_week_passes_every_run_is_stored_and_rendered(week_url: str, lande
     assert outcome.success, outcome.message()
     assert outcome.failing_expectations() == []
     assert {(r.suite, r.asset) for r in outcome.results} == {*RAW_SUITES.items(), *MART_SUITES.items()}
-    assert all(r.evaluated >= 4 and r.failed == 0 and r.errored == 0 for r in outcome.results)
+    assert all(r.evaluated >= 1 and r.failed == 0 and r.errored == 0 for r in outcome.results)
     raw = {r.suite: r for r in outcome.results if r.suite in RAW_SUITES}
     assert raw["raw_minute_snapshots"].scope["partitions"] == [f"minute_snapshots_p{landed_week.old_day:%Y%m%d}"]
 
@@ -188,14 +191,24 @@ CORRUPTIONS = {
             }
         ),
     ),
-    # (d) a mart row with reliability above 1
-    "reliability_above_one": Corruption(
+    # (d) a mart row that the raw rows of its period do not account for: an hour of one channel's reliability
+    # gone (a mart's own invariants are dbt tests: MART_CORRUPTIONS below)
+    "missing_channel_hour": Corruption(
         """
-        update marts.fct_reliability_hourly set reliability = 1.25
-        where hour_start = (select min(hour_start) from marts.fct_reliability_hourly where reliability is not null)
+        delete from marts.fct_channel_reliability_hourly
+        where (channel_id, hour_start) = (
+            select channel_id, hour_start from marts.fct_channel_reliability_hourly
+            where samples > 0 and hour_start < timestamptz '{window}'
+            order by hour_start, channel_id limit 1)
         """,
         frozenset(
-            {("marts_fct_reliability_hourly", "expect_column_values_to_be_between", "reliability between 0 and 1")}
+            {
+                (
+                    "marts_fct_channel_reliability_hourly",
+                    "expect_query_to_return_no_rows",
+                    "one row per hour and channel with message samples sent in it (days of the dropped partitions)",
+                )
+            }
         ),
     ),
     # (e) an hour missing for one host in the hourly host metrics (in the weekly window)
@@ -355,3 +368,154 @@ def test_a_missing_table_is_an_error_with_its_cause_not_a_data_failure(
     assert row["errored"] == len(failures) == row["failed"]
     assert all(f["errored"] and "does not exist" in f["exception"] for f in row["failures"])
     assert all(r["errored"] == 0 for suite, r in stored.items() if suite != "marts_fct_event_counts_daily")
+
+
+def test_mart_suites_hold_only_reconciliations() -> None:
+    """One home per rule: every mart expectation reads something besides its own mart (raw rows, the ingest
+    ledger, another mart); a rule on the mart alone is a dbt test of its model."""
+    from collectors.orchestration.expectations import ExpectQueryToReturnNoRows, Scope, build_suites
+
+    start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    specs = [s for s in build_suites(Scope(start, start + dt.timedelta(days=7))) if s.suite.startswith("marts_")]
+    assert {s.suite for s in specs} == set(MART_SUITES)
+    for spec in specs:
+        mart = spec.asset.removeprefix("marts_")
+        assert spec.expectations, spec.suite
+        for expectation in spec.expectations:
+            assert isinstance(expectation, ExpectQueryToReturnNoRows), (spec.suite, expectation)
+            others = set(re.findall(r"\b(raw|quality|marts)\.(\w+)", expectation.unexpected_rows_query))
+            assert others - {("marts", mart)}, (spec.suite, expectation.description)
+
+
+@dataclass(frozen=True)
+class MartCorruption:
+    sql: str  # str.format fields as Corruption's
+    cadence: str
+    part: str
+    family: str
+    build_hours: tuple[int, int]  # the build's window, in hours from the window start: never the corrupted row
+    model: str
+    failing: str  # the name of the one dbt test of the model that must fail
+
+
+MART_CORRUPTIONS = {
+    "reliability_above_one": MartCorruption(
+        """
+        update marts.fct_reliability_hourly set reliability = 1.25
+        where hour_start = (select min(hour_start) from marts.fct_reliability_hourly where reliability is not null)
+        """,
+        "hourly",
+        "reliability",
+        "reliability",
+        (10, 11),
+        "fct_reliability_hourly",
+        "value_between_fct_reliability_hourly_reliability__1__0",
+    ),
+    "day_log_segment_list_cut_short": MartCorruption(
+        """
+        update marts.fct_telemetry_day
+        set day_log = jsonb_set(day_log, '{{user_counts,player}}', (day_log -> 'user_counts' -> 'player') - 0)
+        where day = date '{old}'
+        """,
+        "daily",
+        "marts",
+        "day_log",
+        (0, 24),
+        "fct_telemetry_day",
+        "day_log_segment_lists_fct_telemetry_day_day_log__13__battles__user_counts__average_user_counts",
+    ),
+    "more_warning_minutes_than_minutes_observed": MartCorruption(
+        """
+        update marts.fct_host_metrics_hourly set cpu_warning_minutes = minutes_observed + 1
+        where (host_id, hour_start) = (
+            select host_id, hour_start from marts.fct_host_metrics_hourly order by hour_start, host_id limit 1)
+        """,
+        "hourly",
+        "marts",
+        "host_metrics",
+        (10, 11),
+        "fct_host_metrics_hourly",
+        "fct_host_metrics_hourly_breach_minutes_within_minutes_observed",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MART_CORRUPTIONS))
+def test_mart_corruption_fails_the_dbt_test_of_its_model_and_is_kept(
+    name: str, week_url: str, landed_week: LandedWeek, tmp_path: Path
+) -> None:
+    from collectors.orchestration.builds import build_part
+    from collectors.orchestration.cadences import CADENCES, Window
+    from collectors.orchestration.dbt_runner import DbtBuildError
+
+    corruption = MART_CORRUPTIONS[name]
+    statement = corruption.sql.format(old=landed_week.old_day, window=landed_week.window_start.isoformat())
+    with psycopg.connect(week_url, autocommit=True) as conn:
+        assert conn.execute(statement).rowcount == 1
+    first, last = corruption.build_hours
+    window = Window(
+        landed_week.window_start + dt.timedelta(hours=first), landed_week.window_start + dt.timedelta(hours=last)
+    )
+    started = time.monotonic()
+    with pytest.raises(DbtBuildError) as failure:
+        build_part(
+            CADENCES[corruption.cadence],
+            corruption.part,
+            window,
+            database_url=week_url,
+            artefacts_dir=tmp_path / "artefacts",
+            dag_id=f"telemetry_{corruption.cadence}",
+            run_id=f"manual__{name}",
+            family=corruption.family,
+        )
+    print(f"build_part {name}: {time.monotonic() - started:.1f} s")
+    assert [node.split(".")[2] for node in failure.value.failed_nodes] == [corruption.failing]
+
+    with psycopg.connect(week_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        build = cur.execute("select * from quality.dbt_test_runs where run_id = %s", (f"manual__{name}",)).fetchone()
+        tests = cur.execute(
+            "select * from quality.dbt_test_results where invocation_id = %s order by unique_id",
+            (build["invocation_id"],),
+        ).fetchall()
+    assert build["success"] is False and build["failed"] == 1 and build["errored"] == 0
+    assert (build["dag_id"], build["cadence"], build["part"], build["family"]) == (
+        f"telemetry_{corruption.cadence}",
+        corruption.cadence,
+        corruption.part,
+        corruption.family,
+    )
+    assert (build["window_start"], build["window_end"]) == (window.start, window.end)
+    assert build["failed_nodes"] == failure.value.failed_nodes
+    assert build["tests"] == len(tests) >= 5 and build["passed"] == len(tests) - 1
+    assert Path(build["artefacts_path"], "run_results.json").is_file()
+    failed = [t for t in tests if t["status"] != "pass"]
+    assert [(t["test_name"], t["status"], t["failures"]) for t in failed] == [(corruption.failing, "fail", 1)]
+    assert failed[0]["models"] == [corruption.model]
+    assert failed[0]["test_type"] == "generic" and failed[0]["run_id"] == f"manual__{name}"
+    assert "Got 1 result" in failed[0]["message"] and "select" in failed[0]["compiled_code"].lower()
+    assert all(
+        t["compiled_code"] is None and t["unique_id"].startswith("test.") for t in tests if t["status"] == "pass"
+    )
+
+
+def test_clean_week_passes_every_dbt_test_of_the_validated_marts(
+    week_url: str, landed_week: LandedWeek, tmp_path: Path
+) -> None:
+    """The dbt tests that took over the marts' invariants hold on the landed week, the retention curve included."""
+    from collectors.orchestration import dbt_runner as dbt
+
+    started = time.monotonic()
+    dbt.build(
+        "+fct_retention_weekly_average",
+        landed_week.window_start - dt.timedelta(days=1),
+        landed_week.window_end,
+        database_url=week_url,
+        full_refresh=True,
+        target_path=tmp_path / "dbt",
+    )
+    result = dbt.invoke(["test", "--select", " ".join(MARTS)], database_url=week_url, target_path=tmp_path / "dbt")
+    print(f"dbt build + test: {time.monotonic() - started:.1f} s, {len(result.nodes)} tests")
+    assert len(result.nodes) > 100 and {node.status for node in result.nodes} == {"pass"}
+    with psycopg.connect(week_url) as conn:
+        offsets = conn.execute("select count(*) from marts.fct_retention_weekly_average").fetchone()[0]
+    assert offsets == 13  # weeks 0..12, whatever has matured

@@ -1,15 +1,19 @@
-"""The data-quality report: the validation runs, their failing expectations, Data Docs, reliability per day.
+"""The data-quality report: validation runs and dbt test results, what failed and what errored, Data Docs, reliability.
 
 ``create_app()`` is a small FastAPI app. ``plugins/telemetry_report.py`` mounts it in the Airflow
 api-server at ``/telemetry-quality`` (with Airflow's login in front of it) and puts a "Data quality"
 link in the UI's Browse menu; it runs on its own too (``uvicorn --factory collectors.orchestration.report:create_app``).
 
 * ``GET /``: an HTML page (Jinja2, autoescaped: nothing read from the database reaches the page
-  unescaped): the last validation runs, newest first, one per weekly DAG run (the rows
-  ``collectors.orchestration.validation.validate_week`` stored in ``quality.validation_runs``) with verdict,
-  assets and failing expectations; a link to the Great Expectations Data Docs; an inline SVG of
+  unescaped), in sections a later view can be added beside: a summary (the last validation's verdict, the
+  last dbt build of every cadence and part); the last validation runs, newest first, one per weekly DAG run
+  (the rows ``collectors.orchestration.validation.validate_week`` stored in ``quality.validation_runs``) with
+  verdict, assets, the expectations that failed on the data and, apart, those that errored with their
+  cause; the dbt builds whose tests did not all pass (``quality.dbt_test_runs`` and
+  ``quality.dbt_test_results``, from ``collectors.orchestration.test_results``), data failures apart from
+  tests that could not run; a link to the Great Expectations Data Docs; an inline SVG of
   ``marts.fct_reliability_daily`` (the last 30 days there are). No JavaScript, no external assets.
-* ``GET /api/runs``: the same runs and days as JSON.
+* ``GET /api/runs``: the same runs, builds and days as JSON.
 * ``GET /data-docs/<path>``: the Data Docs site, ``<gx_dir>/uncommitted/data_docs/local_site/``.
 
 The warehouse is read with a read-only session. When it cannot be reached, or its tables are not
@@ -25,7 +29,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DATA_DOCS_SITE = "local_site"  # collectors.orchestration.validation.SITE (not imported: that module is the GX side)
 RUN_LIMIT = 30  # validation runs on the page
+BUILD_LIMIT = 30  # dbt builds with tests that did not all pass, on the page
 CHART_DAYS = 30  # days of marts.fct_reliability_daily in the chart
 TEXT_LIMIT = 300  # longest observed value / error shown per failing expectation
 CONNECT_TIMEOUT = 5  # seconds
@@ -75,6 +80,17 @@ class FailingExpectation:
     description: str | None = None
     observed: str | None = None
     error: str | None = None
+    errored: bool = False  # raised instead of evaluating the data: ``error`` is the cause, not a data failure
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    """Expectations of one asset that errored with one cause (a missing table errors every one of them)."""
+
+    suite: str
+    asset: str
+    cause: str
+    expectations: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,8 +121,24 @@ class ValidationRun:
         return all(asset.success for asset in self.assets)
 
     @property
+    def data_failures(self) -> list[FailingExpectation]:
+        return [f for f in self.failures if not f.errored]
+
+    @property
+    def errors(self) -> list[ErrorGroup]:
+        groups: dict[tuple[str, str, str], ErrorGroup] = {}
+        for f in self.failures:
+            if f.errored:
+                key = (f.suite, f.asset, f.error or "unknown error")
+                groups.setdefault(key, ErrorGroup(*key)).expectations.append(f.expectation)
+        return list(groups.values())
+
+    @property
     def verdict(self) -> str:
-        return "PASSED" if self.passed else "FAILED"
+        """PASSED; FAILED when the data broke an expectation; ERRORED when expectations only could not run."""
+        if self.passed:
+            return "PASSED"
+        return "ERRORED" if self.failures and not self.data_failures else "FAILED"
 
     @property
     def asset_count(self) -> int:
@@ -114,9 +146,83 @@ class ValidationRun:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(verdict=self.verdict, asset_count=self.asset_count)
+        data.update(
+            verdict=self.verdict,
+            asset_count=self.asset_count,
+            errored=sum(f.errored for f in self.failures),
+            errors=[asdict(group) for group in self.errors],
+        )
         for key in ("window_start", "window_end", "started_at", "finished_at"):
             data[key] = data[key].isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class DbtTestProblem:
+    """A dbt test of one build that did not pass: failed or warned on the data, or errored (could not run)."""
+
+    unique_id: str
+    test_name: str
+    status: str  # fail, warn or error
+    test_type: str | None = None
+    test_kind: str | None = None
+    models: list[str] = field(default_factory=list)
+    column: str | None = None
+    failures: int | None = None
+    message: str | None = None
+    cause: str | None = None  # for an error: what went wrong, from dbt's message
+
+
+@dataclass(frozen=True)
+class DbtBuild:
+    """One dbt build's tests: a row of ``quality.dbt_test_runs`` and its tests that did not pass."""
+
+    invocation_id: str
+    dag_id: str | None
+    run_id: str | None
+    cadence: str | None
+    part: str | None
+    family: str | None
+    window_start: dt.datetime | None
+    window_end: dt.datetime | None
+    success: bool
+    tests: int
+    passed: int
+    failed: int
+    warned: int
+    errored: int
+    skipped: int
+    failed_nodes: list[str]
+    generated_at: dt.datetime
+    elapsed_seconds: float | None = None
+    problems: list[DbtTestProblem] = field(default_factory=list)
+
+    @property
+    def data_failures(self) -> list[DbtTestProblem]:
+        return [p for p in self.problems if p.status in ("fail", "warn")]
+
+    @property
+    def errors(self) -> list[DbtTestProblem]:
+        return [p for p in self.problems if p.status == "error"]
+
+    @property
+    def model_errors(self) -> list[str]:
+        """Nodes other than tests that errored (a model that did not build: its tests are skipped)."""
+        return [n for n in self.failed_nodes if n.split(".")[0] not in ("test", "unit_test")]
+
+    @property
+    def verdict(self) -> str:
+        if self.failed:
+            return "FAILED"
+        if self.errored or self.model_errors or not self.success:
+            return "ERRORED"
+        return "WARNED" if self.warned else "PASSED"
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(verdict=self.verdict, model_errors=self.model_errors)
+        for key in ("window_start", "window_end", "generated_at"):
+            data[key] = data[key].isoformat() if data[key] else None
         return data
 
 
@@ -127,15 +233,33 @@ class DayReliability:
 
 
 @dataclass(frozen=True)
+class DbtTests:
+    """The dbt side of the page: the last build of every (cadence, part), and the builds with problems."""
+
+    latest: list[DbtBuild] = field(default_factory=list)
+    problem_builds: list[DbtBuild] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "latest": [b.as_json() for b in self.latest],
+            "builds_with_problems": [b.as_json() for b in self.problem_builds],
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     runs: list[ValidationRun]
     days: list[DayReliability] | None  # None: marts.fct_reliability_daily cannot be read
     days_note: str | None = None  # why not, or that it is empty
     data_docs: bool = False  # the Data Docs index exists
+    dbt: DbtTests | None = None  # None: the dbt test tables cannot be read
+    dbt_note: str | None = None  # why not, or that they are empty
 
     def as_json(self) -> dict[str, Any]:
         return {
             "runs": [run.as_json() for run in self.runs],
+            "dbt_tests": None if self.dbt is None else self.dbt.as_json(),
+            "dbt_tests_note": self.dbt_note,
             "reliability_daily": None
             if self.days is None
             else [{"day": d.day.isoformat(), "reliability": d.reliability} for d in self.days],
@@ -172,6 +296,36 @@ join runs
  and v.dag_id is not distinct from runs.dag_id
  and v.run_id is not distinct from runs.run_id
 order by runs.finished_at desc, v.started_at desc, v.dag_id, v.run_id, v.success, v.suite, v.asset
+"""
+
+# the last build of every cadence and part: what holds now (the columns are DbtBuild's)
+LATEST_BUILDS_QUERY = """
+select b.invocation_id, b.dag_id, b.run_id, b.cadence, b.part, b.family, b.window_start, b.window_end, b.success,
+       b.tests, b.passed, b.failed, b.warned, b.errored, b.skipped, b.failed_nodes, b.generated_at, b.elapsed_seconds,
+       null as unique_id
+from (
+    select distinct on (cadence, part) * from quality.dbt_test_runs
+    order by cadence, part, generated_at desc
+) as b
+order by b.cadence, b.part
+"""
+
+# the builds with a test that failed, warned or errored (or a node that did not build), with those tests
+PROBLEM_BUILDS_QUERY = """
+with builds as (
+    select * from quality.dbt_test_runs
+    where not success or failed > 0 or warned > 0 or errored > 0
+    order by generated_at desc
+    limit %(limit)s
+)
+select b.invocation_id, b.dag_id, b.run_id, b.cadence, b.part, b.family, b.window_start, b.window_end, b.success,
+       b.tests, b.passed, b.failed, b.warned, b.errored, b.skipped, b.failed_nodes, b.generated_at, b.elapsed_seconds,
+       r.unique_id, r.test_name, r.status, r.test_type, r.test_kind, r.models, r.column_name, r.failures, r.message
+from builds as b
+left join quality.dbt_test_results as r
+  on r.invocation_id = b.invocation_id and r.status in ('fail', 'warn', 'error')
+order by b.generated_at desc, b.invocation_id,
+         case r.status when 'fail' then 0 when 'warn' then 1 else 2 end, r.test_name
 """
 
 DAYS_QUERY = """
@@ -211,6 +365,7 @@ def _failing(suite: str, asset: str, failure: Any) -> FailingExpectation:
     if not column and isinstance(columns, list):
         column = ", ".join(str(c) for c in columns)
     # the offending sample values stay in Data Docs: they may be personal data
+    errored = bool(failure.get("errored"))
     return FailingExpectation(
         suite=suite,
         asset=asset,
@@ -218,8 +373,68 @@ def _failing(suite: str, asset: str, failure: Any) -> FailingExpectation:
         column=str(column) if column else None,
         description=_short(failure.get("description")),
         observed=_short(failure.get("observed")),
-        error=_short(failure.get("exception")),
+        error=_short(failure.get("cause") or failure.get("exception")),
+        errored=errored,
     )
+
+
+_DBT_ERROR_HEADING = ("database error in", "runtime error in", "compilation error in")
+
+
+def _dbt_cause(message: str | None) -> str | None:
+    """What dbt's message says went wrong: its first line past the "Database Error in test ..." heading."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    for line in lines:
+        if not line.lower().startswith(_DBT_ERROR_HEADING):
+            return _short(line)
+    return _short(lines[0]) if lines else None
+
+
+BUILD_FIELDS = [f.name for f in fields(DbtBuild) if f.name != "problems"]  # the build columns of the queries
+
+
+def _builds(rows: Sequence[dict[str, Any]]) -> list[DbtBuild]:
+    builds: dict[str, DbtBuild] = {}
+    for row in rows:
+        build = builds.get(row["invocation_id"])
+        if build is None:
+            values = {name: row[name] for name in BUILD_FIELDS}
+            values["failed_nodes"] = list(values["failed_nodes"] or [])
+            build = builds[row["invocation_id"]] = DbtBuild(**values)
+        if row["unique_id"] is None:
+            continue
+        build.problems.append(
+            DbtTestProblem(
+                unique_id=row["unique_id"],
+                test_name=row["test_name"],
+                status=row["status"],
+                test_type=row["test_type"],
+                test_kind=row["test_kind"],
+                models=list(row["models"] or []),
+                column=row["column_name"],
+                failures=row["failures"],
+                message=_short(row["message"]),
+                cause=_dbt_cause(row["message"]) if row["status"] == "error" else None,
+            )
+        )
+    return list(builds.values())
+
+
+def _read_dbt_tests(conn: psycopg.Connection, limit: int) -> tuple[DbtTests | None, str | None]:
+    """The dbt side, or why it cannot be shown: the page still shows the validations then."""
+    try:
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            latest = _builds(cur.execute(LATEST_BUILDS_QUERY).fetchall())
+            problems = _builds(cur.execute(PROBLEM_BUILDS_QUERY, {"limit": limit}).fetchall())
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        return None, "quality.dbt_test_runs is not there yet: run the migrations (telemetry-db migrate)."
+    except psycopg.errors.InsufficientPrivilege:
+        return None, "The database role may not read quality.dbt_test_runs (grant telemetry_reviewer)."
+    except psycopg.Error as error:
+        log.warning("reading quality.dbt_test_runs: %s", error)
+        return None, f"quality.dbt_test_runs could not be read: {_first_line(error)}"
+    note = None if latest else "No dbt build has stored its test results yet: every DAG's dbt task does."
+    return DbtTests(latest, problems), note
 
 
 def _docs_page(stored_path: str | None, docs_root: Path) -> str | None:
@@ -269,7 +484,14 @@ def _runs(rows: Sequence[tuple[Any, ...]], docs_root: Path) -> list[ValidationRu
     return list(runs.values())
 
 
-def read_report(database_url: str, docs_root: Path, *, limit: int = RUN_LIMIT, days: int = CHART_DAYS) -> Report:
+def read_report(
+    database_url: str,
+    docs_root: Path,
+    *,
+    limit: int = RUN_LIMIT,
+    days: int = CHART_DAYS,
+    build_limit: int = BUILD_LIMIT,
+) -> Report:
     """Read the runs and the days from the warehouse; raise ``ReportUnavailable`` saying what to do."""
     where = _where(database_url)
     try:
@@ -308,6 +530,7 @@ def read_report(database_url: str, docs_root: Path, *, limit: int = RUN_LIMIT, d
                 "See the api-server log; reload this page when the warehouse is healthy.",
                 _first_line(error),
             ) from error
+        dbt_tests, dbt_note = _read_dbt_tests(conn, build_limit)
         reliability: list[DayReliability] | None = None
         note: str | None = None
         try:
@@ -324,7 +547,7 @@ def read_report(database_url: str, docs_root: Path, *, limit: int = RUN_LIMIT, d
         except psycopg.Error as error:
             log.warning("reading marts.fct_reliability_daily: %s", error)
             note = f"marts.fct_reliability_daily could not be read: {_first_line(error)}"
-    return Report(_runs(rows, docs_root), reliability, note, (docs_root / "index.html").is_file())
+    return Report(_runs(rows, docs_root), reliability, note, (docs_root / "index.html").is_file(), dbt_tests, dbt_note)
 
 
 # --------------------------------------------------------------------------- the chart
@@ -426,6 +649,7 @@ def render_page(report: Report, *, generated_at: dt.datetime | None = None) -> s
         chart=chart(report.days or []),
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         run_limit=RUN_LIMIT,
+        build_limit=BUILD_LIMIT,
         chart_days=CHART_DAYS,
     )
 
@@ -465,7 +689,7 @@ def create_app(
     """
     app = FastAPI(
         title="Telemetry data quality",
-        description="Validation runs, failing expectations, Data Docs and reliability per day.",
+        description="Validation runs, dbt test results, Data Docs and reliability per day.",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -506,7 +730,7 @@ def create_app(
     def page() -> HTMLResponse:
         return HTMLResponse(render_page(load()), headers=PAGE_HEADERS)
 
-    @app.get("/api/runs", summary="The validation runs and the reliability per day, as JSON")
+    @app.get("/api/runs", summary="The validation runs, the dbt test results and the reliability per day, as JSON")
     def runs() -> JSONResponse:
         return JSONResponse(load().as_json(), headers={"Cache-Control": "no-store"})
 

@@ -1,9 +1,10 @@
 """The data-quality report (``collectors.orchestration.report``, mounted by ``plugins/telemetry_report.py``).
 
 Below Airflow, the FastAPI app against a real warehouse copy (FastAPI's TestClient): runs newest first,
-failing expectations, escaping of hostile text, empty state, database down or unmigrated (503 with
-advice), the Data Docs site, the login redirect. Then end to end (``e2e``): a real api-server with the
-plugin, and Debian's headless chromium loading the page; its screenshot lands in
+failing expectations and, apart, the ones that errored with their cause, the dbt builds whose tests failed
+(data failures apart from tests that could not run), escaping of hostile text, empty state, database down or
+unmigrated (503 with advice), the Data Docs site, the login redirect. Then end to end (``e2e``): a real
+api-server with the plugin, and Debian's headless chromium loading the page; its screenshot lands in
 ``.state/test-artefacts/report/`` (git-ignored). chromium comes from ``make browser`` (``make test``
 runs it); without it the browser test fails instead of skipping.
 
@@ -26,6 +27,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 
 import psycopg
@@ -55,6 +57,13 @@ FAILING_RUN = "manual__report-test-week-2"
 FAILING_EXPECTATION = "expect_column_values_to_be_between"
 FAILING_COLUMN = "battles_lobby"
 DOCS_PAGE = "validations/raw_minute_snapshots/manual__report-test-week-2/result.html"
+ERRORED_CAUSE = 'relation "marts.fct_days" does not exist'
+
+DBT_FAILING_BUILD = "3b1f0c6e-report-failing-build"
+DBT_PASSING_BUILD = "9a2d44f1-report-passing-build"
+DBT_FAILING_TEST = "value_between_fct_reliability_hourly_reliability__1__0"
+DBT_ERRORED_TEST = "fct_reliability_hourly_counts_consistent"
+DBT_ERROR_CAUSE = 'relation "marts.fct_reliability_hourly" does not exist'
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,66 @@ def insert_run(
                 docs_path if failures else None,
                 started_at,
                 started_at + dt.timedelta(seconds=40),
+            ),
+        )
+
+
+def insert_build(
+    conn: psycopg.Connection,
+    invocation_id: str,
+    generated_at: dt.datetime,
+    tests: list[tuple[str, str, int | None, str | None]],
+    *,
+    cadence: str = "hourly",
+    part: str = "reliability",
+    run_id: str = "scheduled__report-test-hour",
+) -> None:
+    """One dbt build's tests as collectors.orchestration.test_results stores them: (name, status, failures, message)."""
+    count = {status: sum(t[1] == status for t in tests) for status in ("pass", "fail", "warn", "error", "skipped")}
+    failed_nodes = [f"test.telemetry.{name}.0123456789" for name, status, _, _ in tests if status in ("fail", "error")]
+    window_start = generated_at.replace(minute=0, second=0) - dt.timedelta(hours=2)
+    conn.execute(
+        "insert into quality.dbt_test_runs (invocation_id, dag_id, run_id, cadence, part, window_start, window_end,"
+        " success, nodes, tests, passed, failed, warned, errored, skipped, failed_nodes, generated_at, elapsed_seconds)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 4.2)",
+        (
+            invocation_id,
+            f"telemetry_{cadence}",
+            run_id,
+            cadence,
+            part,
+            window_start,
+            window_start + dt.timedelta(hours=1),
+            not failed_nodes,
+            len(tests) + 3,
+            len(tests),
+            count["pass"],
+            count["fail"],
+            count["warn"],
+            count["error"],
+            count["skipped"],
+            failed_nodes,
+            generated_at,
+        ),
+    )
+    for name, status, failures, message in tests:
+        conn.execute(
+            "insert into quality.dbt_test_results (invocation_id, unique_id, dag_id, run_id, test_name, test_type,"
+            " test_kind, models, column_name, status, failures, message, execution_seconds, compiled_code)"
+            " values (%s, %s, %s, %s, %s, 'generic', %s, %s, %s, %s, %s, %s, 0.05, %s)",
+            (
+                invocation_id,
+                f"test.telemetry.{name}.0123456789",
+                f"telemetry_{cadence}",
+                run_id,
+                name,
+                name.split("_fct_")[0],
+                ["fct_reliability_hourly"],
+                "reliability" if "reliability__" in name else None,
+                status,
+                failures,
+                message,
+                None if status == "pass" else "select 1",
             ),
         )
 
@@ -136,12 +205,47 @@ def warehouse(
                 "observed": "1 unexpected of 1440 (0.0694 %)",
                 "sample": [-1],
             }
+            # a table that is gone errors every expectation on it: apart from the data failures, with the cause
+            errored = [
+                {
+                    "expectation": expectation,
+                    "errored": True,
+                    "exception": f"(psycopg2.errors.UndefinedTable) {ERRORED_CAUSE}\nLINE 1: select ...",
+                    "cause": ERRORED_CAUSE,
+                }
+                for expectation in ("expect_query_to_return_no_rows", "expect_column_values_to_be_between")
+            ]
             insert_run(
                 conn,
                 FAILING_RUN,
                 now - dt.timedelta(hours=2),
-                [("raw", "raw_minute_snapshots", [failure]), ("marts", "marts_days", [])],
+                [("raw", "raw_minute_snapshots", [failure]), ("marts", "marts_days", errored)],
                 docs_path=f"/opt/elsewhere/gx/uncommitted/data_docs/local_site/{DOCS_PAGE}",
+            )
+            insert_build(
+                conn,
+                DBT_PASSING_BUILD,
+                now - dt.timedelta(hours=3),
+                [("unique_fct_reliability_hourly_hour_start", "pass", 0, "")],
+                run_id="scheduled__report-test-hour-1",
+            )
+            insert_build(
+                conn,
+                DBT_FAILING_BUILD,
+                now - dt.timedelta(hours=1),
+                [
+                    ("unique_fct_reliability_hourly_hour_start", "pass", 0, ""),
+                    (DBT_FAILING_TEST, "fail", 3, "Got 3 results, configured to fail if != 0"),
+                    (
+                        DBT_ERRORED_TEST,
+                        "error",
+                        None,
+                        f"Database Error in test {DBT_ERRORED_TEST} (models/marts/fct_reliability.yml)\n"
+                        f"  {DBT_ERROR_CAUSE}\n  LINE 12: from marts.fct_reliability_hourly",
+                    ),
+                    ("not_null_fct_reliability_hourly_hour_start", "skipped", None, None),
+                ],
+                run_id="scheduled__report-test-hour-2",
             )
         yield Warehouse(name)
     finally:
@@ -181,6 +285,28 @@ def check_page(html: str) -> None:
     assert ">FAILED<" in latest and FAILING_EXPECTATION in latest and FAILING_COLUMN in latest
     assert "raw_minute_snapshots" in latest and "1 unexpected of 1440" in latest
     assert "2 assets" in latest
+    # the expectations that errored are apart from the data failures, with their cause, once per cause
+    failures = latest[latest.index('<table class="failures">') : latest.index("</table>")]
+    assert failures.count('<tr class="failure">') == 1 and "errored" not in failures
+    errors = latest[latest.index('<table class="errors">') :]
+    errors = errors[: errors.index("</table>")]
+    assert errors.count('<tr class="error-group">') == 1 and "marts_days" in errors
+    # (text compared unescaped: Jinja writes a quote as &#34;, a browser's DOM as it is)
+    assert f"errored: {ERRORED_CAUSE}" in unescape(errors) and "2 expectations" in errors
+    assert "1 failed on the data" in latest and "2 errored" in latest
+    # the dbt builds whose tests did not all pass: the failing one, its data failure apart from its error
+    builds = re.findall(r'<article class="build (\w+)" data-invocation-id="([^"]*)"', html)
+    assert builds == [("failed", DBT_FAILING_BUILD)]
+    build = html[html.index(f'data-invocation-id="{DBT_FAILING_BUILD}"') :]
+    build = build[: build.index("</article>")]
+    dbt_failures = build[build.index('<table class="dbt-failures">') : build.index('<table class="dbt-errors">')]
+    assert DBT_FAILING_TEST in dbt_failures and "fct_reliability_hourly" in dbt_failures
+    assert '<td class="num">3</td>' in dbt_failures and DBT_ERRORED_TEST not in dbt_failures
+    dbt_errors = build[build.index('<table class="dbt-errors">') :]
+    assert DBT_ERRORED_TEST in dbt_errors and f"errored: {DBT_ERROR_CAUSE}" in unescape(dbt_errors)
+    assert "1 failed" in build and "1 errored" in build and "1 skipped" in build
+    summary = html[html.index('<section id="summary">') : html.index('<section id="validation-runs">')]
+    assert "hourly" in summary and "reliability" in summary and ">FAILED<" in summary and "1/4" in summary
     assert ">PASSED<" in html[html.index(f'data-run-id="{PASSING_RUN}"') :]
     assert '<a id="data-docs" href="data-docs/index.html">' in html
     assert f'href="data-docs/{DOCS_PAGE}"' in latest
@@ -209,8 +335,22 @@ def test_the_page_lists_the_runs_newest_first_with_their_failures(report_url: st
         (FAILING_RUN, "FAILED", 2),
         (PASSING_RUN, "PASSED", 3),
     ]
-    assert [(f["asset"], f["column"], f["expectation"]) for f in runs[0]["failures"]] == [
-        ("raw_minute_snapshots", FAILING_COLUMN, FAILING_EXPECTATION)
+    assert [(f["asset"], f["column"], f["expectation"], f["errored"]) for f in runs[0]["failures"]] == [
+        ("marts_days", None, "expect_query_to_return_no_rows", True),
+        ("marts_days", None, "expect_column_values_to_be_between", True),
+        ("raw_minute_snapshots", FAILING_COLUMN, FAILING_EXPECTATION, False),
+    ]
+    assert runs[0]["errored"] == 2 and [e["cause"] for e in runs[0]["errors"]] == [ERRORED_CAUSE]
+    dbt_tests = api.json()["dbt_tests"]
+    assert [(b["invocation_id"], b["verdict"]) for b in dbt_tests["builds_with_problems"]] == [
+        (DBT_FAILING_BUILD, "FAILED")
+    ]
+    assert [(p["test_name"], p["status"], p["cause"]) for p in dbt_tests["builds_with_problems"][0]["problems"]] == [
+        (DBT_FAILING_TEST, "fail", None),
+        (DBT_ERRORED_TEST, "error", DBT_ERROR_CAUSE),
+    ]
+    assert [(b["cadence"], b["part"], b["invocation_id"]) for b in dbt_tests["latest"]] == [
+        ("hourly", "reliability", DBT_FAILING_BUILD)
     ]
     assert api.json()["reliability_daily"] == [
         {"day": day.isoformat(), "reliability": value} for day, value in sorted(DAYS.items())
@@ -236,13 +376,24 @@ def test_hostile_text_from_the_database_is_escaped(report_url: str, gx_dir: Path
             dag_id="dag<u>",
             docs_path="/x/local_site/../../../../etc/passwd",
         )
+        insert_build(
+            conn,
+            "inv<script>alert(6)</script>",
+            dt.datetime.now(dt.UTC),
+            [
+                ("<script>alert(7)</script>", "fail", 1, "<img src=x onerror=alert(8)>"),
+                ("err<b>x</b>", "error", None, "Database Error in test x\n<iframe src=javascript:alert(9)>"),
+            ],
+            run_id="<i>run</i>",
+        )
     with client(report_url, gx_dir) as http:
         html = http.get("/").text
-    for raw in ("<script", "<img", "<iframe", "<b>", "<svg onload", "<i>asset", "<u>", "/etc/passwd"):
+    for raw in ("<script", "<img", "<iframe", "<b>", "<svg onload", "<i>asset", "<i>run", "<u>", "/etc/passwd"):
         assert raw not in html, raw
     assert "&lt;script&gt;alert(&#39;expectation&#39;)&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
     assert "manual__&lt;script&gt;alert(4)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(7)&lt;/script&gt;" in html and "errored: &lt;iframe" in html
 
 
 def test_an_empty_warehouse_says_what_will_fill_the_page(warehouse_url: str, tmp_path: Path) -> None:
@@ -254,6 +405,7 @@ def test_an_empty_warehouse_says_what_will_fill_the_page(warehouse_url: str, tmp
     assert 'id="no-runs"' in page.text and "telemetry_weekly" in page.text
     assert 'id="no-reliability"' in page.text and "not built yet" in page.text
     assert 'id="no-data-docs"' in page.text and 'href="data-docs/' not in page.text
+    assert 'id="no-dbt-problems"' in page.text and "No dbt build has stored its test results yet" in page.text
     assert "<svg" not in page.text
     assert docs.status_code == 404 and "No Data Docs yet" in docs.text
     assert api.status_code == 200
@@ -413,10 +565,12 @@ def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
         status, runs = get_json(f"{page_url}api/runs", token["access_token"])
         assert status == 200 and runs["runs"][0]["run_id"] == FAILING_RUN
 
-        # a browser sees the last run first, its failing expectation, the Data Docs link, the chart
+        # a browser sees the last run first, its failing expectation, the Data Docs link, the chart, and the
+        # dbt build whose test failed, with that test
         browser_started = time.monotonic()
         dom = chromium("--dump-dom", page_url).stdout
         check_page(dom)
+        assert DBT_FAILING_TEST in dom[dom.index('<section id="dbt-tests">') :]
         screenshot = ARTEFACTS / "data-quality-report.png"
         screenshot.unlink(missing_ok=True)
         chromium(f"--screenshot={screenshot}", "--window-size=1280,900", "--hide-scrollbars", page_url)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,8 @@ from great_expectations.expectations import UnexpectedRowsExpectation
 from great_expectations.render import LegacyDiagnosticRendererType
 from great_expectations.render.renderer.renderer import renderer
 
+from collectors.ingest import registry as reg
+from collectors.ingest.registry import RawTable
 from collectors.warehouse.partitions import Partition
 
 SAMPLE_ROWS = 5  # offending rows kept in a failed ExpectQueryToReturnNoRows result
@@ -261,73 +264,6 @@ class SuiteSpec:
     active: bool = True
 
 
-@dataclass(frozen=True)
-class RawTable:
-    name: str
-    partition_column: str
-    key: tuple[str, ...]
-    ids: tuple[str, ...]
-    non_negative: tuple[str, ...] = ()
-    percent: tuple[str, ...] = ()
-
-
-RAW: dict[str, RawTable] = {
-    t.name: t
-    for t in (
-        RawTable(
-            "minute_snapshots",
-            "minute",
-            key=("server_id", "minute"),
-            ids=("server_id",),
-            non_negative=("battles_total", "battles_lobby", "battles_in_progress"),
-        ),
-        RawTable(
-            "message_samples",
-            "sent_at",
-            key=("receiver_public_key", "message_id", "sent_at"),
-            ids=("message_id", "channel_id", "receiver_public_key"),
-        ),
-        RawTable(
-            "host_minutes",
-            "minute",
-            key=("host_id", "minute"),
-            ids=("host_id",),
-            non_negative=(
-                "samples",
-                "load_average_1m",
-                "load_average_5m",
-                "load_average_15m",
-                "memory_total_bytes",
-                "memory_used_bytes",
-                "memory_free_bytes",
-                "disk_read_bytes_per_s",
-                "disk_write_bytes_per_s",
-                "disk_read_ops_per_s",
-                "disk_write_ops_per_s",
-                "net_recv_bytes_per_s",
-                "net_sent_bytes_per_s",
-                "net_recv_packets_per_s",
-                "net_sent_packets_per_s",
-                "tick_rate",
-                "connections",
-                "players",
-                "entities",
-            ),
-            percent=("cpu_percent", "cpu_percent_max", "memory_percent", "memory_percent_max", "packet_loss_percent"),
-        ),
-        RawTable(
-            "product_events",
-            "timestamp",
-            key=("event_id", "timestamp"),
-            ids=("event_id", "schema_version", "channel", "event", "user_id"),
-        ),
-        RawTable("accounts_created", "created_at", key=("event_id", "created_at"), ids=("event_id", "user_id")),
-    )
-}
-
-STATE_LISTS = ("player", "spectator", "lobby", "menu")
-
-
 def raw_query(table: RawTable, partitions: Sequence[Partition]) -> str:
     """Exactly the rows of ``partitions``, each with the day its partition holds (no row without partitions)."""
     if not partitions:
@@ -370,20 +306,100 @@ def _ledger_reconciles(table: str, days: Sequence[dt.date]) -> ExpectQueryToRetu
     )
 
 
+def _whole(value: float) -> float:
+    """2 rather than 2.0 in descriptions."""
+    return int(value) if value == int(value) else value
+
+
+def _column_expectations(table: RawTable) -> list[Any]:
+    """Per column, what the record rules demand of it (the registry's specs): present, not empty, in range."""
+    expectations: list[Any] = []
+    for column in table.columns:
+        spec, name = column.spec, column.name
+        if name == "batch_id":
+            continue
+        if spec is None:  # a column of a table filled from another table's records: present, not empty
+            expectations.append(present(name))
+            if column.type == "text":
+                expectations.append(not_empty(name))
+        elif isinstance(spec, reg.Text | reg.SchemaVersion):
+            if getattr(spec, "required", True):
+                expectations += [present(name), not_empty(name)]
+        elif isinstance(spec, reg.Time) and spec.required:
+            expectations.append(present(name))
+        elif isinstance(spec, reg.Number):
+            expectations.append(between(name, _whole(spec.low), None if math.isinf(spec.high) else _whole(spec.high)))
+        elif isinstance(spec, reg.Count):
+            expectations.append(between(name, 0))
+        elif isinstance(spec, reg.Numbers):
+            expectations.append(
+                no_rows(
+                    f"{name} values lie in [{spec.low:g}, {spec.high:g}]",
+                    f"""
+                    select {table.key[0]}, {table.partition_column}, {ident(name)} from batch_rows
+                    where exists (select 1 from unnest({ident(name)}) as v
+                                  where v is null or v < {spec.low} or v > {spec.high})
+                    """,
+                )
+            )
+        elif isinstance(spec, reg.Ids | reg.Strings):
+            what = "user ids present and not negative" if isinstance(spec, reg.Ids) else "present"
+            negative = " or u < 0" if isinstance(spec, reg.Ids) else ""
+            expectations.append(
+                no_rows(
+                    f"{name} lists no item twice, every item {what}",
+                    f"""
+                    select {table.key[0]}, {table.partition_column}, {ident(name)} from batch_rows
+                    where cardinality({ident(name)}) <> (select count(distinct u) from unnest({ident(name)}) as u)
+                       or exists (select 1 from unnest({ident(name)}) as u where u is null{negative})
+                    """,
+                )
+            )
+    return expectations
+
+
+def _check_expectation(table: RawTable, check: reg.Check) -> Any:
+    """The Great Expectations form of one of the registry's rules that tie columns together."""
+    keys = f"{table.key[0]}, {table.partition_column}"
+    if isinstance(check, reg.Subsets):
+        lists = [ident(c) for c in check.lists]
+        return no_rows(
+            f"lists consistent: {', '.join(check.lists)} hold only ids of {check.of}",
+            f"select {keys}, {', '.join(lists)}, {ident(check.of)} from batch_rows "
+            f"where not ({' and '.join(f'{c} <@ {ident(check.of)}' for c in lists)})",
+        )
+    if isinstance(check, reg.SumAtMost):
+        parts = " + ".join(check.parts)
+        return no_rows(
+            f"counts consistent: {parts} is at most {check.whole}",
+            f"select {keys}, {', '.join(check.parts)}, {check.whole} from batch_rows where {parts} > {check.whole}",
+        )
+    if isinstance(check, reg.CountAtMost):
+        return no_rows(
+            f"counts consistent: {check.items} lists at most {check.limit} items",
+            f"select {keys}, {check.items}, {check.limit} from batch_rows "
+            f"where cardinality({ident(check.items)}) > {ident(check.limit)}",
+        )
+    if isinstance(check, reg.AtLeast):
+        return no_rows(
+            f"readings consistent: {check.high} is at least {check.low}",
+            f"select {keys}, {check.high}, {check.low} from batch_rows where {check.high} < {check.low} - 1e-9",
+        )
+    if isinstance(check, reg.BytesAtMost):
+        total = " + ".join(f"octet_length({ident(c)})" for c in check.columns)
+        return no_rows(
+            f"keys fit their index: {' and '.join(check.columns)} take at most {check.limit} bytes together",
+            f"select {keys} from batch_rows where {total} > {check.limit}",
+        )
+    raise TypeError(f"no expectation for {check!r}")
+
+
 def raw_suite(table: RawTable, partitions: Sequence[Partition]) -> SuiteSpec:
+    """The suite of one raw table's partitions about to be dropped: the same rules records were let in by."""
     column = ident(table.partition_column)
     expectations: list[Any] = [
         unique(table.key, f"natural key ({', '.join(table.key)}) is unique"),
-        present(table.partition_column),
-    ]
-    for name in table.ids:
-        expectations.append(present(name))
-        expectations.append(not_empty(name))
-    for name in table.non_negative:
-        expectations.append(between(name, 0))
-    for name in table.percent:
-        expectations.append(between(name, 0, 100))
-    expectations.append(
+        *_column_expectations(table),
         no_rows(
             f"{table.partition_column} lies inside the day of its partition",
             f"""
@@ -391,60 +407,9 @@ def raw_suite(table: RawTable, partitions: Sequence[Partition]) -> SuiteSpec:
             where not ({column} >= partition_day::timestamp at time zone 'UTC'
                        and {column} < (partition_day + 1)::timestamp at time zone 'UTC')
             """,
-        )
-    )
-    if table.name == "minute_snapshots":
-        subsets = " and ".join(f"{s} <@ total" for s in STATE_LISTS)
-        distinct = " or ".join(
-            f"cardinality({s}) <> (select count(distinct u) from unnest({s}) as u)" for s in (*STATE_LISTS, "total")
-        )
-        expectations += [
-            no_rows(
-                "state lists consistent: player, spectator, lobby and menu are subsets of total; "
-                "no list repeats a user; user ids are present and not negative",
-                f"""
-                select server_id, minute, player, spectator, lobby, menu, total from batch_rows
-                where not ({subsets}) or {distinct}
-                   or exists (select 1 from unnest(total) as u where u is null or u < 0)
-                """,
-            ),
-            no_rows(
-                "battle counts consistent: battles_lobby + battles_in_progress is at most battles_total",
-                """
-                select server_id, minute, battles_total, battles_lobby, battles_in_progress from batch_rows
-                where battles_lobby + battles_in_progress > battles_total
-                """,
-            ),
-            no_rows(
-                "battle ids consistent: no battle listed twice, and no more battles listed than battles_total",
-                """
-                select server_id, minute, battles_total, battle_ids from batch_rows
-                where cardinality(battle_ids) > battles_total
-                   or cardinality(battle_ids) <> (select count(distinct b) from unnest(battle_ids) as b)
-                """,
-            ),
-        ]
-    if table.name == "host_minutes":
-        expectations.append(
-            no_rows(
-                "cpu_percent_per_core values lie in [0, 100]",
-                """
-                select host_id, minute, cpu_percent_per_core from batch_rows
-                where exists (select 1 from unnest(cpu_percent_per_core) as v where v is null or v < 0 or v > 100)
-                """,
-            )
-        )
-        expectations.append(
-            no_rows(
-                "readings consistent: each maximum at least its average, memory used and free at most the total",
-                """
-                select host_id, minute, cpu_percent, cpu_percent_max, memory_percent, memory_percent_max,
-                       memory_total_bytes, memory_used_bytes, memory_free_bytes from batch_rows
-                where cpu_percent_max < cpu_percent - 1e-9 or memory_percent_max < memory_percent - 1e-9
-                   or memory_used_bytes > memory_total_bytes or memory_free_bytes > memory_total_bytes
-                """,
-            )
-        )
+        ),
+        *(_check_expectation(table, check) for check in table.checks),
+    ]
     expectations.append(_ledger_reconciles(table.name, sorted({p.day for p in partitions})))
     return SuiteSpec(
         suite=f"raw_{table.name}",
@@ -731,7 +696,7 @@ def event_counts_suite(scope: Scope) -> SuiteSpec:
 def build_suites(scope: Scope) -> list[SuiteSpec]:
     """Every (suite, asset) of the weekly validation: the raw tables (active when they have partitions to drop),
     then the marts' reconciliations. The set never changes from run to run, so GX definitions never go stale."""
-    specs = [raw_suite(RAW[t], scope.partitions_of(t)) for t in RAW]
+    specs = [raw_suite(t, scope.partitions_of(t.name)) for t in reg.RAW_TABLES]
     specs += [telemetry_day_suite(scope), telemetry_week_suite(scope)]
     specs += [minutes_per_user_suite(g, scope) for g in ("day", "week")]
     specs += [channel_reliability_suite(g, scope) for g in GRAINS]

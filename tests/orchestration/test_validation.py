@@ -186,7 +186,7 @@ CORRUPTIONS = {
                 (
                     "raw_minute_snapshots",
                     "expect_query_to_return_no_rows",
-                    "battle counts consistent: battles_lobby + battles_in_progress is at most battles_total",
+                    "counts consistent: battles_lobby + battles_in_progress is at most battles_total",
                 )
             }
         ),
@@ -251,7 +251,7 @@ CORRUPTIONS = {
                 (
                     "raw_host_minutes",
                     "expect_query_to_return_no_rows",
-                    "readings consistent: each maximum at least its average, memory used and free at most the total",
+                    "readings consistent: cpu_percent_max is at least cpu_percent",
                 )
             }
         ),
@@ -268,7 +268,7 @@ CORRUPTIONS = {
                 (
                     "raw_minute_snapshots",
                     "expect_query_to_return_no_rows",
-                    "battle ids consistent: no battle listed twice, and no more battles listed than battles_total",
+                    "counts consistent: battle_ids lists at most battles_total items",
                 )
             }
         ),

@@ -2,7 +2,7 @@
 
 The marts of a cadence are built in two parts: ``marts`` (everything tagged with the cadence
 except reliability) right after the window ends, and ``reliability`` once the configured lag has
-passed (a receiver only counts when it was seen after the window, DESIGN.md item 3). Each part
+passed (a receiver only counts when it was seen after the window, docs/DESIGN.md item 3). Each part
 is one in-process ``dbt build`` under a warehouse-wide advisory lock, its ``run_results.json`` is
 kept per DAG run, and a successful build of a whole part is recorded in ``quality.dbt_builds``,
 the ledger the weekly cleanup reads before it drops raw data.

@@ -126,6 +126,29 @@ class SchemaVersion(Spec):
     """``telemetry_event_v1``; empty means that."""
 
 
+@dataclass(frozen=True)
+class Field:
+    """A field a document may hold, at a dotted path: a number in [low, high] (each value of it, when the path
+    ends in ``[]`` for an array or ``{}`` for an object of numbers); ``whole``: an integer."""
+
+    path: str
+    low: float = 0.0
+    high: float = math.inf
+    whole: bool = False
+
+
+@dataclass(frozen=True)
+class Document(Spec):
+    """A JSON object kept as sent, unknown fields included. The ``fields`` it may hold are checked when present;
+    ``matches``: record fields the document's own value of the same name must equal when it has one;
+    ``not_above``: (path, path) pairs, the first at most the second."""
+
+    max_bytes: int = 64 * 1024
+    fields: tuple[Field, ...] = ()
+    matches: tuple[str, ...] = ()
+    not_above: tuple[tuple[str, str], ...] = ()
+
+
 # --------------------------------------------------------------------------- rules that tie columns together
 
 
@@ -398,7 +421,64 @@ ACCOUNTS_CREATED = RawTable(
     feeds=(Feed("daily", "marts"), Feed("weekly", "marts")),
 )
 
-RAW_TABLES: tuple[RawTable, ...] = (MINUTE_SNAPSHOTS, MESSAGE_SAMPLES, HOST_MINUTES, PRODUCT_EVENTS, ACCOUNTS_CREATED)
+# A game server's report every few seconds (its own POST /api/v1/telemetry document), landed as sent; dbt rolls the
+# reports up per minute, hour, day and week.
+SERVER_REPORTS = RawTable(
+    name="server_reports",
+    source="game_servers",
+    columns=(
+        Column("server_id", "text", Text("server_id", max_len=128)),
+        Column("reported_at", "timestamptz", Time("timestamp")),
+        Column(
+            "document",
+            "jsonb",
+            Document(
+                "document_json",
+                max_bytes=64 * 1024,
+                fields=(
+                    Field("hardware.cpu_usage_percent", high=100.0),
+                    Field("hardware.cpu_usage_per_core[]", high=100.0),
+                    Field("hardware.memory_used_bytes", high=INT64_MAX, whole=True),
+                    Field("hardware.memory_total_bytes", high=INT64_MAX, whole=True),
+                    Field("hardware.memory_usage_percent", high=100.0),
+                    Field("network.packets_per_sec_incoming"),
+                    Field("network.packets_per_sec_outgoing"),
+                    Field("network.avg_player_ping_ms"),
+                    Field("network.player_ping_percentiles.p50"),
+                    Field("network.player_ping_percentiles.p95"),
+                    Field("network.player_ping_percentiles.p99"),
+                    Field("network.active_connections", high=INT32_MAX, whole=True),
+                    Field("network.packet_loss_percent", high=100.0),
+                    Field("performance.tick_rate_fps"),
+                    Field("performance.target_fps"),
+                    Field("performance.avg_tick_duration_ms"),
+                    Field("performance.tick_duration_percentiles.p50"),
+                    Field("performance.tick_duration_percentiles.p95"),
+                    Field("performance.tick_duration_percentiles.p99"),
+                    Field("game.active_player_count", high=INT32_MAX, whole=True),
+                    Field("game.entities_per_map{}", high=INT64_MAX, whole=True),
+                ),
+                matches=("server_id",),
+                not_above=(("hardware.memory_used_bytes", "hardware.memory_total_bytes"),),
+            ),
+        ),
+        BATCH_ID,
+    ),
+    partition_column="reported_at",
+    key=("server_id", "reported_at"),
+    retention_days=30,
+    feeds=(Feed("hourly", "marts"), Feed("daily", "marts"), Feed("weekly", "marts")),
+    rpc=Rpc("PushServerReports", pb.PushServerReportsRequest, pb.PushServerReportsResponse, "reports"),
+)
+
+RAW_TABLES: tuple[RawTable, ...] = (
+    MINUTE_SNAPSHOTS,
+    MESSAGE_SAMPLES,
+    HOST_MINUTES,
+    PRODUCT_EVENTS,
+    ACCOUNTS_CREATED,
+    SERVER_REPORTS,
+)
 BY_NAME: dict[str, RawTable] = {t.name: t for t in RAW_TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(BY_NAME)
 SENT: tuple[RawTable, ...] = tuple(t for t in RAW_TABLES if t.rpc is not None)  # what senders push

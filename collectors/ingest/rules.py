@@ -259,6 +259,8 @@ def _reader(spec: reg.Spec) -> Reader:
         return histogram
     if isinstance(spec, reg.Payload):
         return lambda msg, limits: payload_json(get(msg), limits.max_payload_bytes, limits.privacy)  # type: ignore[arg-type]
+    if isinstance(spec, reg.Document):
+        return _document_reader(spec, get)
     if isinstance(spec, reg.SchemaVersion):
 
         def schema_version(msg: object, limits: Limits) -> str:
@@ -268,6 +270,70 @@ def _reader(spec: reg.Spec) -> Reader:
 
         return schema_version
     raise TypeError(f"no reader for {spec!r}")
+
+
+def _values_at(document: dict, path: str) -> list[object]:
+    """The values at a dotted ``path`` (``a.b[]``: each item of the array; ``a.b{}``: each value of the object);
+    none when the path is absent."""
+    each = path[-2:] if path.endswith(("[]", "{}")) else ""
+    node: object = document
+    for key in (path[: -len(each)] if each else path).split("."):
+        if not isinstance(node, dict) or key not in node:
+            return []
+        node = node[key]
+    if each == "[]":
+        return list(node) if isinstance(node, list) else [node]
+    if each == "{}":
+        return list(node.values()) if isinstance(node, dict) else [node]
+    return [node]
+
+
+def _check_field(document: dict, field: reg.Field) -> None:
+    for value in _values_at(document, field.path):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecordRefused(f"{field.path} must be a number")
+        if not math.isfinite(value):
+            raise RecordRefused(f"{field.path} is not a finite number")
+        if field.whole and not isinstance(value, int):
+            raise RecordRefused(f"{field.path} must be a whole number")
+        if not field.low <= value <= field.high:
+            raise RecordRefused(f"{field.path}={value} is outside [{field.low:g}, {field.high:g}]")
+
+
+def _document_reader(spec: reg.Document, get: Callable[[object], object]) -> Reader:
+    label = spec.label
+
+    def document(msg: object, limits: Limits) -> str:
+        text = get(msg)
+        if not isinstance(text, str) or not text:
+            raise RecordRefused(f"{label} is required")
+        if len(text) > spec.max_bytes or len(text.encode()) > spec.max_bytes:
+            raise RecordRefused(f"{label} is larger than {spec.max_bytes} bytes")
+        if "\x00" in text or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
+            raise RecordRefused(f"{label} contains a NUL character")
+        if nests_too_deep(text):
+            raise RecordRefused(f"{label} nests deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            value = _DOCUMENT_DECODER.decode(text)
+        except (ValueError, RecursionError) as error:
+            if isinstance(error, RecordRefused):
+                raise
+            raise RecordRefused(f"{label} is not valid JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise RecordRefused(f"{label} must be a JSON object")
+        for field in spec.fields:
+            _check_field(value, field)
+        for name in spec.matches:
+            own = getattr(msg, name)
+            if name in value and value[name] != own:
+                raise RecordRefused(f"the document's {name} {str(value[name])[:64]!r} is not the record's {own!r}")
+        for low, high in spec.not_above:
+            lows, highs = _values_at(value, low), _values_at(value, high)
+            if lows and highs and lows[0] > highs[0]:  # both checked as numbers above
+                raise RecordRefused(f"{low}={lows[0]} is above {high}={highs[0]}")
+        return text
+
+    return document
 
 
 # --------------------------------------------------------------------------- rules that tie columns together
@@ -368,6 +434,8 @@ def _number_text(text: str) -> str:
 
 # built once: they are on the hot path
 _PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_number_text)
+# a document's numbers are read as numbers: their ranges are checked
+_DOCUMENT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 # re-encoding after removing fields keeps every number as it was written (1.10, 1e400, 2**70, 5,000 digits)
 _EXACT_DECODER = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=decimal.Decimal, parse_int=decimal.Decimal
@@ -473,6 +541,9 @@ def account_row(event: tuple) -> tuple:
 
 # --------------------------------------------------------------------------- what is kept of refused records
 
+# how JSON senders name the receiver's public key (ours; status-im telemetry's)
+RECEIVER_KEY_FIELDS = ("receiver_public_key", "receiverKeyUID")
+
 WITHHELD_NOTE = (
     "payload withheld from this reject: it could not be parsed while payload field exclusions are configured "
     "(record_sha256 is the hash of the record as sent)"
@@ -515,6 +586,28 @@ def kept_record(msg: object, privacy: Privacy) -> Kept:
                 return Kept.withheld(copy.SerializeToString(), msg.SerializeToString())
             return Kept(copy.SerializeToString())
     return Kept(msg.SerializeToString())  # type: ignore[attr-defined]
+
+
+def kept_json(raw: bytes, table: RawTable, privacy: Privacy) -> Kept:
+    """A refused record sent as JSON, as raw.rejects keeps it: its bytes, with excluded payload fields removed and
+    receiver keys hashed; withheld when privacy applies and it cannot be parsed."""
+    if not privacy.active:
+        return Kept(raw)
+    if table is reg.PRODUCT_EVENTS and privacy.payload_exclude:
+        cleaned = without_excluded(raw, privacy, under="payload")
+        return Kept.withheld(b"", raw) if cleaned is None else Kept(cleaned)  # type: ignore[arg-type]
+    if table is reg.MESSAGE_SAMPLES and privacy.receiver_key_salt is not None:
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):
+            return Kept.withheld(b"", raw)
+        if not isinstance(value, dict):
+            return Kept.withheld(b"", raw)
+        for key in RECEIVER_KEY_FIELDS:
+            if isinstance(value.get(key), str):
+                value[key] = privacy.receiver_key(value[key])
+        return Kept(json.dumps(value).encode())
+    return Kept(raw)
 
 
 def conflict_reason(table: RawTable, first: int, unit: str = "record") -> str:

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -156,8 +156,18 @@ class IngestService:
                 return_free_memory()
 
     def ingest_records(
-        self, endpoint: Endpoint, items: Sequence[Message], batch_id: str, *, deadline: float | None = None
+        self,
+        endpoint: Endpoint,
+        items: Sequence[Message | None],
+        batch_id: str,
+        *,
+        deadline: float | None = None,
+        originals: Sequence[bytes] | None = None,
+        refused: Mapping[int, str] | None = None,
     ) -> pb.IngestAck:
+        """Validate and land ``items``; ``originals``: each record as it was sent (JSON, say), which is what
+        rejects keep of it; ``refused``: records the transport could not even decode (``None`` in ``items``),
+        with the reason."""
         started = time.perf_counter()
         source = endpoint.table.name
         if not items:
@@ -170,7 +180,7 @@ class IngestService:
                 f"batch of {len(items)} records exceeds the limit of {self.settings.max_batch_records}",
             )
         batch_id = _batch_id(batch_id)
-        validated = self.validate(endpoint, items, batch_id)
+        validated = self.validate(endpoint, items, batch_id, originals=originals, refused=refused)
         try:
             outcome = self.writer.write(
                 source,
@@ -205,24 +215,38 @@ class IngestService:
         metrics.BATCH_SECONDS.labels(source).observe(time.perf_counter() - started)
         return ack
 
-    def validate(self, endpoint: Endpoint, items: Sequence[Message], batch_id: str) -> Validated:
+    def validate(
+        self,
+        endpoint: Endpoint,
+        items: Sequence[Message | None],
+        batch_id: str,
+        *,
+        originals: Sequence[bytes] | None = None,
+        refused: Mapping[int, str] | None = None,
+    ) -> Validated:
         spec = endpoint.table
         now = dt.datetime.now(dt.UTC)
         limits = self.limits(spec.name, now)
-        keep = self.keep
+        if originals is None:
+            keep, sent = self.keep, items
+        else:
+            keep, sent = functools.partial(rules.kept_json, table=spec, privacy=self.privacy), originals
         write = TableWrite(spec, rows=[], indexes=[], messages=[], keep=keep)
         rejects: list[Reject] = []
         to_row = endpoint.to_row
         batch_uuid = uuid.UUID(batch_id)  # rows carry the UUID itself, as binary COPY needs
         for index, item in enumerate(items):
+            if item is None:
+                rejects.append(Reject.of(index, (refused or {}).get(index, "not a record"), keep(sent[index])))
+                continue
             try:
                 row = to_row(item, limits, batch_uuid)
-            except RecordRefused as refused:
-                rejects.append(Reject.of(index, str(refused), keep(item)))
+            except RecordRefused as refusal:
+                rejects.append(Reject.of(index, str(refusal), keep(sent[index])))
                 continue
             write.rows.append(row)
             write.indexes.append(index)
-            write.messages.append(item)  # type: ignore[attr-defined]
+            write.messages.append(sent[index])  # type: ignore[attr-defined]
         conflicts = rules.conflicting_rows(spec, write.rows)
         if conflicts:
             for position, first in conflicts:

@@ -300,11 +300,46 @@ def events(draw) -> pb.ProductEvent:
     return pb.ProductEvent(**f)
 
 
+REPORT_FIELDS = registry.SERVER_REPORTS.column("document").spec.fields  # type: ignore[union-attr]
+
+
+def _place(document: dict, path: str, value: object) -> None:
+    *parents, leaf = path.removesuffix("[]").removesuffix("{}").split(".")
+    for name in parents:
+        document = document.setdefault(name, {})
+    document[leaf] = [value] if path.endswith("[]") else {"map": value} if path.endswith("{}") else value
+
+
+@st.composite
+def server_reports(draw) -> pb.ServerReport:
+    """A report document of the original's fields (each present or not, in bounds), or one spoilt: a field out of
+    bounds or of the wrong type, another server's id, more memory used than there is, not an object at all."""
+    server_id = draw(TEXT[0] if draw(st.integers(0, 3)) else TEXT[1])
+    document: dict = {"server_id": server_id} if draw(st.booleans()) else {}
+    for field in draw(st.lists(st.sampled_from(REPORT_FIELDS), max_size=6, unique=True)):
+        high = min(field.high, 2**53)
+        value = draw(st.integers(0, int(high)) if field.whole else st.floats(field.low, high))
+        _place(document, field.path, value)
+    hostile = draw(st.sampled_from(["none", "bounds", "type", "server", "memory", "json"]))
+    if hostile == "bounds":
+        field = draw(st.sampled_from(REPORT_FIELDS))
+        _place(document, field.path, draw(st.sampled_from([-1, field.high * 2 if field.high < 2**63 else 2**64])))
+    elif hostile == "type":
+        _place(document, draw(st.sampled_from(REPORT_FIELDS)).path, draw(st.sampled_from(["1", None, [], {}])))
+    elif hostile == "server":
+        document["server_id"] = server_id + "-other"
+    elif hostile == "memory":
+        document["hardware"] = {"memory_used_bytes": 2, "memory_total_bytes": 1}
+    text = draw(HOSTILE_JSON) if hostile == "json" else json.dumps(document)
+    return pb.ServerReport(server_id=server_id, timestamp=draw(TIME[0] | TIME[1]), document_json=text)
+
+
 RECORDS = {
     "PushMinuteSnapshots": snapshots(),
     "PushMessageSamples": samples(),
     "PushHostMinutes": host_minutes(),
     "PushProductEvents": events(),
+    "PushServerReports": server_reports(),
 }
 
 
@@ -427,6 +462,9 @@ def _valid_request(method: str) -> bytes:
         "PushHostMinutes": pb.HostMinute(host_id="h", minute=stamp, samples=60, cpu_percent=5.0),
         "PushProductEvents": pb.ProductEvent(
             event_id="e", channel="app", event="open", user_id="u", payload_json='{"a": 1}', timestamp=stamp
+        ),
+        "PushServerReports": pb.ServerReport(
+            server_id="s", timestamp=stamp, document_json='{"server_id": "s", "hardware": {"cpu_usage_percent": 5}}'
         ),
     }[method]
     endpoint = BY_METHOD[method]

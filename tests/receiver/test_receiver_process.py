@@ -212,4 +212,5 @@ def test_proto_service_is_versioned() -> None:
         "PushMessageSamples",
         "PushHostMinutes",
         "PushProductEvents",
+        "PushServerReports",
     ]

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from collectors.config import Settings
+from collectors.ingest.event_lines import LineRefused, parse_line
 from collectors.receiver.server import Receiver
 from collectors.senders.loader.cli import main
-from collectors.senders.loader.lines import LineRefused, parse_line
 from collectors.senders.loader.loader import load_file, worker_pool
 from collectors.senders.loader.sinks import DatabaseSink
 from tests.support.receivers import TOKEN

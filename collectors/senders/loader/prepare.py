@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from collectors.ingest import registry, rules
+from collectors.ingest.event_lines import LineRefused, ParsedEvent, parse_line
 from collectors.ingest.privacy import NO_PRIVACY, Privacy
-from collectors.senders.loader.lines import LineRefused, ParsedEvent, parse_line
 from collectors.senders.loader.source import Chunk
 
 SOURCE = registry.PRODUCT_EVENTS.name

@@ -227,6 +227,30 @@ class PushProductEventsResponse(_message.Message):
     ack: IngestAck
     def __init__(self, ack: _Optional[_Union[IngestAck, _Mapping]] = ...) -> None: ...
 
+class ServerReport(_message.Message):
+    __slots__ = ("server_id", "timestamp", "document_json")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    timestamp: _timestamp_pb2.Timestamp
+    document_json: str
+    def __init__(self, server_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_json: _Optional[str] = ...) -> None: ...
+
+class PushServerReportsRequest(_message.Message):
+    __slots__ = ("reports", "batch_id")
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[ServerReport]
+    batch_id: str
+    def __init__(self, reports: _Optional[_Iterable[_Union[ServerReport, _Mapping]]] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class PushServerReportsResponse(_message.Message):
+    __slots__ = ("ack",)
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ack: IngestAck
+    def __init__(self, ack: _Optional[_Union[IngestAck, _Mapping]] = ...) -> None: ...
+
 class RejectedRecord(_message.Message):
     __slots__ = ("index", "reason")
     INDEX_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class TelemetryIngestStub:
                 request_serializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsRequest.SerializeToString,
                 response_deserializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsResponse.FromString,
                 _registered_method=True)
+        self.PushServerReports = channel.unary_unary(
+                '/telemetry.v1.TelemetryIngest/PushServerReports',
+                request_serializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsRequest.SerializeToString,
+                response_deserializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryIngestServicer:
@@ -88,6 +93,13 @@ class TelemetryIngestServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PushServerReports(self, request, context):
+        """A game server's own reports (every few seconds): the whole report document, kept as sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryIngestServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +122,11 @@ def add_TelemetryIngestServicer_to_server(servicer, server):
                     servicer.PushProductEvents,
                     request_deserializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsRequest.FromString,
                     response_serializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsResponse.SerializeToString,
+            ),
+            'PushServerReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushServerReports,
+                    request_deserializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsRequest.FromString,
+                    response_serializer=collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +237,33 @@ class TelemetryIngest:
             '/telemetry.v1.TelemetryIngest/PushProductEvents',
             collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsRequest.SerializeToString,
             collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushProductEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushServerReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/telemetry.v1.TelemetryIngest/PushServerReports',
+            collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsRequest.SerializeToString,
+            collectors_dot_proto_dot_telemetry_dot_v1_dot_ingest__pb2.PushServerReportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

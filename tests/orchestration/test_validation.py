@@ -27,7 +27,14 @@ from tests.support.landed_week import MARTS, LandedWeek
 
 RAW_SUITES = {
     f"raw_{t}": f"raw_{t}_partitions_to_drop"
-    for t in ("minute_snapshots", "message_samples", "host_minutes", "product_events", "accounts_created", "server_reports")
+    for t in (
+        "minute_snapshots",
+        "message_samples",
+        "host_minutes",
+        "product_events",
+        "accounts_created",
+        "server_reports",
+    )
 }
 MART_SUITES = {f"marts_{m}": f"marts_{m}" for m in MARTS}
 PASSWORD = "not-a-real-secret-7c1e"  # trust auth ignores it; it must never reach a file under gx_dir

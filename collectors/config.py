@@ -74,6 +74,14 @@ class Settings(BaseSettings):
 
     # Receiver
     listen: str = "127.0.0.1:50051"
+    # The HTTP/JSON receiver, in the same process: host:port, or empty to turn it off.
+    http_listen: str = "127.0.0.1:8080"
+    # Origins a browser may send from (CORS), e.g. "https://app.example"; none by default.
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per token, on both transports: requests per second and burst (a token bucket); 0, the default, turns the
+    # limit off (status-im telemetry's own server runs at 10 per second, burst 1).
+    rate_limit_per_second: float = Field(0.0, ge=0)
+    rate_limit_burst: int = Field(10, ge=1)
     metrics_port: int = Field(9464, ge=0, le=65535)  # 0 disables /metrics
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 to let a Prometheus on another host scrape it
     ingest_tokens: SecretStr = SecretStr("")  # comma-separated bearer tokens
@@ -164,6 +172,13 @@ class Settings(BaseSettings):
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+    @field_validator("http_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("payload_exclude_fields", mode="before")
     @classmethod

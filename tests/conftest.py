@@ -30,6 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Airflow imported by the tests reads a throwaway home, never ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Every receiver a test starts (in process or as a CLI) serves HTTP too, on a port of its own: the default 8080
+# would be taken by the first.
+os.environ.setdefault("TELEMETRY_HTTP_LISTEN", "127.0.0.1:0")
 
 # Fixtures shared across the suite's folders (real receivers, the landed week of the orchestration tests).
 pytest_plugins = ["tests.support.receivers", "tests.support.landed_week"]

@@ -4,8 +4,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 BATCHES = Counter(
     "telemetry_receiver_batches",
-    "Batches received, by raw table and outcome (stored, empty, malformed, too_large, not_received, unavailable, "
-    "failed)",
+    "Batches received, by raw table and outcome (stored, empty, malformed, too_large, not_received, rate_limited, "
+    "unavailable, failed)",
     ["source", "outcome"],
 )
 RECORDS = Counter(
@@ -21,3 +21,4 @@ BATCH_SECONDS = Histogram(
 )
 UNAUTHENTICATED = Counter("telemetry_receiver_unauthenticated", "Calls refused for a missing or wrong token")
 INFLIGHT_BYTES = Gauge("telemetry_receiver_inflight_bytes", "Request bytes being parsed and written now")
+DATABASE_UP = Gauge("telemetry_receiver_database_up", "1 while the receiver's database watch reaches the warehouse")

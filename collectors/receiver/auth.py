@@ -7,10 +7,12 @@ the body, so calls without a valid token cannot hold anything of the receiver wh
 from __future__ import annotations
 
 import hmac
+import math
 
 import grpc
 
 from collectors.ingest import metrics
+from collectors.receiver.limits import RateLimiter
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 
@@ -35,14 +37,29 @@ async def _refuse(_requests: object, context: grpc.aio.ServicerContext) -> None:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses calls without ``authorization: Bearer <token>`` naming a configured token: UNAUTHENTICATED."""
+RATE_LIMITED = "rate limited"  # the start of the refusal's details, which the client retries
 
-    def __init__(self, tokens: list[str], open_prefixes: tuple[str, ...] = OPEN_PREFIXES) -> None:
+
+def _rate_limited(wait: float):
+    async def refuse(_requests: object, context: grpc.aio.ServicerContext) -> None:
+        context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(wait)))),))
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{RATE_LIMITED}: retry in {wait:.2f} s")
+
+    return grpc.stream_unary_rpc_method_handler(refuse)
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <token>`` naming a configured token: UNAUTHENTICATED; and
+    a token's calls over its rate (``limiter``): RESOURCE_EXHAUSTED, "rate limited", before the request is read."""
+
+    def __init__(
+        self, tokens: list[str], open_prefixes: tuple[str, ...] = OPEN_PREFIXES, limiter: RateLimiter | None = None
+    ) -> None:
         if not tokens:
             raise ValueError("no ingest token configured: set TELEMETRY_INGEST_TOKENS")
         self._tokens = list(tokens)
         self._open = open_prefixes
+        self._limiter = limiter
         # a request-streaming handler is called before any message arrives, so it can refuse without reading one
         self._refusal = grpc.stream_unary_rpc_method_handler(_refuse)
 
@@ -51,6 +68,9 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return await continuation(handler_call_details)
         header = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
         token = bearer_token(header)
-        if token and token_matches(token, self._tokens):
-            return await continuation(handler_call_details)
-        return self._refusal
+        if not (token and token_matches(token, self._tokens)):
+            return self._refusal
+        wait = self._limiter.acquire(token) if self._limiter is not None else None
+        if wait is not None:
+            return _rate_limited(wait)
+        return await continuation(handler_call_details)

@@ -22,12 +22,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Receive telemetry batches over gRPC (service telemetry.v1.TelemetryIngest) and land them in "
-            "PostgreSQL raw.*, acknowledging each batch after its transaction commits. Every option also "
-            "reads an environment variable (shown in brackets); flags win."
+            "Receive telemetry batches over gRPC (service telemetry.v1.TelemetryIngest) and HTTP/JSON (the "
+            "shapes the original senders post; OpenAPI at /openapi.json) and land them in PostgreSQL raw.*, "
+            "acknowledging each batch after its transaction commits. Every option also reads an environment "
+            "variable (shown in brackets); flags win."
         ),
     )
     parser.add_argument("--listen", help="host:port to serve gRPC on [TELEMETRY_LISTEN, default 127.0.0.1:50051]")
+    parser.add_argument(
+        "--http-listen",
+        help="host:port to serve HTTP/JSON on, '' for none [TELEMETRY_HTTP_LISTEN, default 127.0.0.1:8080]",
+    )
     database = parser.add_mutually_exclusive_group()
     database.add_argument(
         "--database-url",
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = {
             "listen": args.listen,
+            "http_listen": args.http_listen,
             "ingest_database_url": database_url_override(args, PROG),
             "metrics_port": args.metrics_port,
             "metrics_addr": args.metrics_addr,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+import socket
 import ssl
 import threading
 import time
@@ -25,6 +27,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
+import psycopg
+import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from prometheus_client import start_http_server
@@ -35,6 +39,8 @@ from collectors.ingest import metrics
 from collectors.ingest.service import ENDPOINTS, SERVICE_NAME, BatchRefused, Endpoint, IngestService, Refusal
 from collectors.ingest.writer import BatchWriter
 from collectors.receiver.auth import BearerTokenInterceptor
+from collectors.receiver.http import HttpIngest, create_app
+from collectors.receiver.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ STATUS = {
     Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Refusal.FAILED: grpc.StatusCode.INTERNAL,
 }
+HEALTH_EVERY = 2.0  # seconds between the database watch's queries
 # Of the time the client still gives a call, the share the receiver may spend on the batch: the rest is for the
 # commit, the answer and the network.
 DEADLINE_SHARE = 0.8
@@ -123,7 +130,13 @@ class Receiver:
         )
         self.service = IngestService(BatchWriter(self.pool, max_reject_bytes=settings.max_reject_bytes), settings)
         self.executor = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="ingest")
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.port = 0
+        self.http_port = 0
+        self.database_up = True  # the pool opened; the watch keeps this true while the database answers
+        self._http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
         self.metrics_server = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
@@ -146,7 +159,12 @@ class Receiver:
         s = self.settings
         if s.metrics_port:
             self.metrics_server, _ = start_http_server(s.metrics_port, addr=s.metrics_addr)
-        log.info("receiver listening on port %s (tls=%s)", self.port, self.credentials is not None)
+        log.info(
+            "receiver listening on port %s%s (tls=%s)",
+            self.port,
+            f", HTTP on port {self.http_port}" if self.http_port else "",
+            self.credentials is not None,
+        )
         return self
 
     def stop(self, grace: float | None = None) -> None:
@@ -186,7 +204,7 @@ class Receiver:
         self._loop = asyncio.get_running_loop()
         self.budget = ByteBudget(s.max_inflight_bytes)
         server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(s.token_list())],
+            interceptors=[BearerTokenInterceptor(s.token_list(), limiter=self.limiter)],
             options=[
                 ("grpc.max_receive_message_length", s.max_batch_bytes),
                 ("grpc.so_reuseport", 0),
@@ -204,15 +222,92 @@ class Receiver:
             raise ReceiverConfigError(f"cannot listen on {s.listen}: address in use or invalid")
         self.port, self._server = port, server
         await server.start()
+        if s.http_listen:
+            await self._start_http()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._watch_task = asyncio.create_task(self._watch_database())
         self._ready.set()
         await server.wait_for_termination()
+        if self._http_task is not None:  # the loop ends when this returns: HTTP requests in flight finish first
+            await self._http_task
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        host, _, port = s.http_listen.rpartition(":")
+        try:
+            sock = socket.create_server((host.strip("[]") or "127.0.0.1", int(port)), backlog=1024)
+        except (OSError, ValueError) as error:
+            raise ReceiverConfigError(
+                f"cannot listen for HTTP on {s.http_listen!r} (TELEMETRY_HTTP_LISTEN, host:port or empty): {error}"
+            ) from None
+        self.http_port = sock.getsockname()[1]
+        ingest = HttpIngest(s, self.service, self.executor, self.budget.hold, self.limiter, lambda: self.database_up)
+        config = uvicorn.Config(
+            create_app(ingest),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=15,
+            timeout_graceful_shutdown=math.ceil(s.shutdown_grace_seconds),
+            ssl_certfile=s.tls_cert_file,
+            ssl_keyfile=s.tls_key_file,
+        )
+        self._http = uvicorn.Server(config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise ReceiverConfigError(f"the HTTP receiver did not start on {s.http_listen}")
+            await asyncio.sleep(0.01)
+
+    async def _watch_database(self) -> None:
+        """Every ``HEALTH_EVERY`` seconds, one query on a connection of its own: the HTTP health answers and the
+        gRPC health status follow it, so a load balancer stops sending while the database is away."""
+        assert self._health is not None
+        conn: psycopg.AsyncConnection | None = None
+        try:
+            while True:
+                up, conn = await self._database_answers(conn)
+                if up != self.database_up:
+                    log.warning("the database is %s", "reachable again" if up else "unreachable")
+                    serving = health_pb2.HealthCheckResponse.SERVING
+                    status = serving if up else health_pb2.HealthCheckResponse.NOT_SERVING
+                    for name in ("", SERVICE_NAME):
+                        await self._health.set(name, status)
+                self.database_up = up
+                metrics.DATABASE_UP.set(1 if up else 0)
+                await asyncio.sleep(HEALTH_EVERY)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def _database_answers(
+        self, conn: psycopg.AsyncConnection | None
+    ) -> tuple[bool, psycopg.AsyncConnection | None]:
+        try:
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.settings.receiver_database_url, connect_timeout=int(HEALTH_EVERY), autocommit=True
+                )
+            await asyncio.wait_for(conn.execute("select 1"), HEALTH_EVERY)
+            return True, conn
+        except (psycopg.Error, OSError, TimeoutError):
+            if conn is not None:
+                await conn.close()
+            return False, None
 
     async def _shutdown(self, grace: float) -> None:
         assert self._server is not None and self._health is not None
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         await self._health.enter_graceful_shutdown()
-        await self._server.stop(grace)
+        http_stopped: list[asyncio.Task] = []
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True  # stops accepting, lets requests in flight finish
+            http_stopped.append(self._http_task)
+        await asyncio.gather(self._server.stop(grace), *http_stopped)
 
     def _handlers(self) -> grpc.GenericRpcHandler:
         """Handlers that take the request as a stream: they decide how long to wait for it, and get raw bytes, so

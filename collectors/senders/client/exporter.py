@@ -49,8 +49,9 @@ CONFIGURATION = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DEN
 RESEND_ROUNDS = 5  # times records the receiver had no time for are sent again before they are spooled
 # gRPC's own answer when the call could not even be sent (metadata it cannot encode): no retry will help
 CLIENT_SIDE_DETAILS = ("Invalid metadata",)
-# the receiver is at its concurrency cap (RESOURCE_EXHAUSTED, but not about this batch): retry later
-BUSY_DETAILS = ("Concurrent RPC limit exceeded",)
+# the receiver is at its concurrency cap or the token over its rate (RESOURCE_EXHAUSTED, but not about this
+# batch): retry later
+BUSY_DETAILS = ("Concurrent RPC limit exceeded", "rate limited")
 
 
 # What each raw table's records are sent with: its RPC in the registry (the receiver serves the same table).

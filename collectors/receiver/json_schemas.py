@@ -62,8 +62,20 @@ def message_schema(descriptor: Descriptor) -> Schema:
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
-def record_schema(record: type[Message]) -> Schema:
-    return message_schema(record.DESCRIPTOR)
+def record_schema(record: type[Message], table: registry.RawTable) -> Schema:
+    """A gRPC record's JSON form; the fields the table's rules require are required."""
+    schema = message_schema(record.DESCRIPTOR)
+    required = [
+        column.spec.field
+        for column in table.columns
+        if isinstance(column.spec, Text | registry.Time)
+        and column.spec.required
+        and column.spec.within is None
+        and column.spec.field in schema["properties"]
+    ]
+    if required:
+        schema["required"] = required
+    return schema
 
 
 def document_schema(table: registry.RawTable) -> Schema:
@@ -77,7 +89,7 @@ def document_schema(table: registry.RawTable) -> Schema:
             node = node["properties"].setdefault(name, {"type": "object", "properties": {}})
         value: Schema = {"type": "integer" if field.whole else "number", "minimum": field.low}
         if math.isfinite(field.high):
-            value["maximum"] = min(field.high, INT64_MAX)
+            value["maximum"] = min(int(field.high), INT64_MAX) if field.whole else field.high
         if field.path.endswith("[]"):
             value = {"type": "array", "items": value}
         elif field.path.endswith("{}"):
@@ -107,7 +119,7 @@ RECEIVED_MESSAGE: Schema = {
         "sentAt": {"type": "integer", "description": "unix seconds"},
         "topic": {"type": "string"},
     },
-    "required": ["chatId", "messageId", "receiverKeyUID"],
+    "required": ["chatId", "messageId", "receiverKeyUID", "sentAt"],
 }
 
 EVENT: Schema = {
@@ -120,10 +132,10 @@ EVENT: Schema = {
         "timestamp": dict(TIME),
         "payload": {"type": "object"},
         "event_id": {"type": ["string", "integer"]},
-        "user_id": {"type": ["string", "integer", "null"]},
+        "user_id": {"type": ["string", "integer"], "minLength": 1},
         "session_id": {"type": ["string", "integer", "null"]},
     },
-    "required": ["schema_version", "channel", "event", "timestamp"],
+    "required": ["schema_version", "channel", "event", "timestamp", "user_id"],
 }
 
 ACK: Schema = {

@@ -1,9 +1,10 @@
-"""Receiver throughput end to end (client -> gRPC -> validation -> COPY -> commit -> ack) against plain COPY.
+"""Receiver throughput end to end (client -> gRPC or HTTP -> validation -> COPY -> commit -> ack) against plain COPY.
 
-Both move the same message samples into the same day-partitioned table with
+All move the same message samples into the same day-partitioned table with
 its unique key, in 2,000-row batches with one transaction per batch, in the
-same run. The receiver runs as its own process (as in production); the client
-keeps a few batches in flight.
+same run. The receiver runs as its own process (as in production); the gRPC
+client keeps a few batches in flight, and over HTTP three senders each post
+status-im telemetry's JSON arrays of 2,000 received messages.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -99,6 +103,66 @@ def receiver_throughput(url: str, samples: list[pb.MessageSample]) -> float:
     return len(samples) / elapsed
 
 
+def status_im_bodies(samples: list[pb.MessageSample]) -> list[bytes]:
+    """The samples as status-im telemetry's received messages, 2,000 to a body."""
+    messages = [
+        {
+            "chatId": s.channel_id,
+            "messageHash": s.envelope_id,
+            "messageId": s.message_id,
+            "receiverKeyUID": s.receiver_public_key,
+            "nodeName": "bench-node",
+            "sentAt": s.sent_at.seconds,
+            "topic": s.topics.decode(),
+        }
+        for s in samples
+    ]
+    return [msgspec.json.encode(messages[i : i + BATCH]) for i in range(0, len(messages), BATCH)]
+
+
+def http_throughput(url: str, bodies: list[bytes], records: int, senders: int = 3) -> float:
+    port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "TELEMETRY_DATABASE_URL": url,
+        "TELEMETRY_INGEST_TOKENS": TOKEN,
+        "TELEMETRY_METRICS_PORT": "0",
+        "TELEMETRY_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+    }
+    command = [sys.executable, "-m", "collectors.receiver.cli", "--listen", f"127.0.0.1:{port}", "--workers", "4"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers=headers, timeout=60) as client:
+
+            def post(body: bytes) -> int:
+                response = client.post("/received-messages", content=body)
+                if response.status_code != 201:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+                return int(response.headers["X-Telemetry-Accepted"])
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(senders) as pool:
+                accepted = sum(pool.map(post, bodies))
+            elapsed = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(30)
+    if accepted != records:
+        raise RuntimeError(f"the HTTP receiver accepted {accepted} of {records}")
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("select count(*) from raw.message_samples").fetchone()[0]
+    if stored != records:
+        raise RuntimeError(f"{stored} rows stored, {records} acknowledged over HTTP")
+    return records / elapsed
+
+
+def truncate_samples(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("truncate raw.message_samples")
+
+
 def run(server_url: str) -> dict[str, float]:
     name = f"bench_ingest_{os.getpid()}"
     url = local_postgres.create_database(server_url, name, drop=True)
@@ -110,6 +174,8 @@ def run(server_url: str) -> dict[str, float]:
         copy_rate = copy_baseline(url, samples, binary=False)
         binary_rate = copy_baseline(url, samples, binary=True)
         receiver_rate = receiver_throughput(url, samples)
+        truncate_samples(url)
+        http_rate = http_throughput(url, status_im_bodies(samples), len(samples))
     finally:
         local_postgres.drop_database(server_url, name)
     return {
@@ -118,4 +184,6 @@ def run(server_url: str) -> dict[str, float]:
         "ingest.receiver_vs_copy": round(receiver_rate / copy_rate, 3),
         "ingest.copy_binary_records_per_s": round(binary_rate),
         "ingest.receiver_vs_binary_copy": round(receiver_rate / binary_rate, 3),
+        "ingest.http_records_per_s": round(http_rate),
+        "ingest.http_vs_copy": round(http_rate / copy_rate, 3),
     }

@@ -21,25 +21,25 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/telemetry-quality"
 # as collectors.orchestration.airflow_tasks (not imported here: it loads the task SDK)
-WAREHOUSE_CONN_ID = "telemetry_warehouse"
 
 
 def warehouse_url() -> str:
-    """The DAGs' rule, read in the api-server: Airflow connection ``telemetry_warehouse`` if defined,
-    else ``TELEMETRY_DATABASE_URL`` (``collectors.config``)."""
+    """The DAGs' rule (:mod:`collectors.orchestration.warehouse_connection`), read in the api-server."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
-    from collectors.config import get_settings
+    from collectors.orchestration.warehouse_connection import warehouse_url as rule
 
-    try:
-        uri = Connection.get_connection_from_secrets(WAREHOUSE_CONN_ID).get_uri()
-    except AirflowNotFoundException:
-        return get_settings().database_url
-    except Exception as error:  # a secrets backend or metadata database hiccup: fall back, say so
-        log.warning("reading the %s connection failed (%s); using TELEMETRY_DATABASE_URL", WAREHOUSE_CONN_ID, error)
-        return get_settings().database_url
-    return "postgresql://" + uri.split("://", 1)[1]
+    def connection_uri(conn_id: str) -> str | None:
+        try:
+            return Connection.get_connection_from_secrets(conn_id).get_uri()
+        except AirflowNotFoundException:
+            return None
+        except Exception as error:  # a secrets backend or metadata database hiccup: fall back, say so
+            log.warning("reading the %s connection failed (%s); using TELEMETRY_DATABASE_URL", conn_id, error)
+            return None
+
+    return rule(connection_uri)
 
 
 class SlashRedirect:

@@ -30,6 +30,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from collectors.orchestration.warehouse_connection import WAREHOUSE_CONN_ID
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -446,8 +448,7 @@ def test_airflow_services_share_folders_and_settings() -> None:
 
 
 def test_the_dags_find_the_warehouse() -> None:
-    code = (ROOT / "collectors/orchestration/airflow_tasks.py").read_text()
-    conn_id = re.search(r'^WAREHOUSE_CONN_ID = "([^"]+)"', code, re.M)[1]
+    conn_id = WAREHOUSE_CONN_ID
     env = services()["airflow-worker"]["environment"]
     url = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
     assert url, f"the workers have no connection {conn_id} (AIRFLOW_CONN_{conn_id.upper()})"

@@ -17,24 +17,25 @@ from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk import BaseSensorOperator, Connection, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
+from collectors.orchestration import warehouse_connection
 from collectors.orchestration.cadences import CADENCES, MODEL_FAMILIES, Window, refuse_unfinished, run_window
 
 log = logging.getLogger(__name__)
 
-WAREHOUSE_CONN_ID = "telemetry_warehouse"
 LAG_SENSOR_TIMEOUT = dt.timedelta(weeks=3)
 
 
 def warehouse_url() -> str:
-    """The warehouse URL: Airflow connection ``telemetry_warehouse`` if defined, else TELEMETRY_DATABASE_URL."""
-    from collectors.config import Settings
+    """The warehouse URL, as :mod:`collectors.orchestration.warehouse_connection` says, read through the Task SDK."""
 
-    try:
-        uri = Connection.get(WAREHOUSE_CONN_ID).get_uri()
-    except (AirflowNotFoundException, RuntimeError) as missing:  # not defined: fall back to the environment
-        log.debug("no %s connection (%s); using TELEMETRY_DATABASE_URL", WAREHOUSE_CONN_ID, missing)
-        return Settings().database_url
-    return "postgresql://" + uri.split("://", 1)[1]
+    def connection_uri(conn_id: str) -> str | None:
+        try:
+            return Connection.get(conn_id).get_uri()
+        except (AirflowNotFoundException, RuntimeError) as missing:
+            log.debug("no %s connection (%s); using TELEMETRY_DATABASE_URL", conn_id, missing)
+            return None
+
+    return warehouse_connection.warehouse_url(connection_uri)
 
 
 def record_failure(context: dict[str, Any]) -> None:

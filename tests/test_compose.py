@@ -592,3 +592,10 @@ def test_start_order() -> None:
     needs("receiver", "warehouse-init", "service_completed_successfully")
     needs("airflow-worker", "warehouse-init", "service_completed_successfully")
     needs("host-collector", "receiver", "service_healthy")
+
+
+def test_the_receiver_and_the_host_collector_serve_metrics_to_the_compose_network() -> None:
+    """/metrics bound to 127.0.0.1 inside a container cannot be scraped by anything else."""
+    for name in ("receiver", "host-collector"):
+        env = services()[name]["environment"]
+        assert env.get("TELEMETRY_METRICS_ADDR") == "0.0.0.0", name

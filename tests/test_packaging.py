@@ -32,6 +32,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (root / "dist").glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+        (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
+        assert "Provides-Extra: all" in archive.read(metadata).decode()  # `pip install '.[all]'` names it
     for expected in (
         "collectors/dbt_project/dbt_project.yml",
         "collectors/dbt_project/models/marts/fct_telemetry_day.sql",

@@ -60,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where undelivered records wait [TELEMETRY_SPOOL_DIR, default %(default)s]",
     )
     parser.add_argument("--metrics-port", type=int, default=0, help="serve current values on /metrics; 0 = off")
-    parser.add_argument("--metrics-addr", default="127.0.0.1", help="address of /metrics [%(default)s]")
+    parser.add_argument(
+        "--metrics-addr",
+        default=os.environ.get("TELEMETRY_METRICS_ADDR", "127.0.0.1"),
+        help="address of /metrics, 0.0.0.0 for every interface [TELEMETRY_METRICS_ADDR, %(default)s]",
+    )
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--minutes", type=int, help="stop after sending this many records")
     stop.add_argument("--duration", type=positive, help="stop after this many seconds (sends the partial period)")

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     # Receiver
     listen: str = "127.0.0.1:50051"
+    grpc_reflection: bool = True  # gRPC server reflection (grpcurl list / describe), open like health checks
     # The HTTP/JSON receiver, in the same process: host:port, or empty to turn it off.
     http_listen: str = "127.0.0.1:8080"
     # Origins a browser may send from (CORS), e.g. "https://app.example"; none by default.

@@ -1,4 +1,4 @@
-"""Bearer-token authentication of every ingest call (health checks are open).
+"""Bearer-token authentication of every ingest call (health checks and reflection are open).
 
 A refused call is answered at once, before its request is read: the refusal is a handler that never waits for
 the body, so calls without a valid token cannot hold anything of the receiver while they dawdle.
@@ -14,7 +14,12 @@ import grpc
 from collectors.ingest import metrics
 from collectors.receiver.limits import RateLimiter
 
-OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+# health checks and server reflection (which describes the services, never data) need no token
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 
 def token_matches(presented: str, tokens: list[str]) -> bool:

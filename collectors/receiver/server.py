@@ -31,6 +31,7 @@ import psycopg
 import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 from psycopg_pool import ConnectionPool
 
@@ -214,6 +215,9 @@ class Receiver:
         server.add_generic_rpc_handlers((self._handlers(),))
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if s.grpc_reflection:  # grpcurl and friends list and describe the services without a .proto at hand
+            names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
         if self.credentials is not None:
             port = server.add_secure_port(s.listen, self.credentials)
         else:

@@ -18,6 +18,7 @@ import grpc
 import httpx
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from collectors.config import Settings
 from collectors.dev import local_postgres
@@ -353,7 +354,12 @@ def stamp_of(moment: dt.datetime) -> dict[str, int]:
     return {"seconds": int(moment.replace(second=0).timestamp())}
 
 
-def test_the_database_down_is_503_with_retry_after_and_health_says_so(pg_server, warehouse_url: str) -> None:
+def grpc_health(port: int, service: str = "telemetry.v1.TelemetryIngest") -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service)).status
+
+
+def test_the_database_down_is_503_with_retry_after_and_both_healths_say_so(pg_server, warehouse_url: str) -> None:
     name = warehouse_url.rsplit("/", 1)[1]
     running = start(warehouse_url, db_wait_seconds=1, workers=2)
     base = f"http://127.0.0.1:{running.http_port}"
@@ -370,6 +376,7 @@ def test_the_database_down_is_503_with_retry_after_and_health_says_so(pg_server,
             while httpx.get(f"{base}/health").status_code != 503:
                 assert time.monotonic() < deadline, "health still says OK"
                 time.sleep(0.2)
+            assert grpc_health(running.port) == health_pb2.HealthCheckResponse.NOT_SERVING
         finally:
             with psycopg.connect(pg_server.url, autocommit=True) as admin:
                 admin.execute(f'alter database "{name}" allow_connections true')
@@ -378,6 +385,7 @@ def test_the_database_down_is_503_with_retry_after_and_health_says_so(pg_server,
             assert time.monotonic() < deadline, "health did not come back"
             time.sleep(0.2)
         assert httpx.post(f"{base}/api/v1/events", json=[event("up")], headers=AUTH).json()["accepted"] == 1
+        assert grpc_health(running.port) == health_pb2.HealthCheckResponse.SERVING
     finally:
         running.stop(grace=5)
 

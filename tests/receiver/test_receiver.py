@@ -9,6 +9,7 @@ import grpc
 import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
@@ -266,3 +267,32 @@ def test_client_cuts_batches_under_the_byte_limit(receiver: Receiver, db: psycop
     assert result.accepted == 50
     assert result.delivered_batches >= 6  # halved until each request fits
     assert count(db, "raw.message_samples") == 50
+
+
+def reflected_services(port: int) -> list[str]:
+    """What gRPC server reflection lists, asked without a token (as grpcurl list does)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    return sorted(service.name for service in answer.list_services_response.service)
+
+
+def test_server_reflection_lists_the_services_without_a_token_and_can_be_switched_off(
+    receiver: Receiver, warehouse_url: str
+) -> None:
+    assert reflected_services(receiver.port) == [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "telemetry.v1.TelemetryIngest",
+    ]
+    settings = Settings(
+        database_url=warehouse_url, listen="127.0.0.1:0", metrics_port=0, ingest_tokens=TOKEN, grpc_reflection=False
+    )
+    quiet = Receiver(settings).start()
+    try:
+        with pytest.raises(grpc.RpcError) as off:
+            reflected_services(quiet.port)
+        assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        quiet.stop(grace=5)

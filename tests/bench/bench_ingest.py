@@ -4,7 +4,9 @@ All move the same message samples into the same day-partitioned table with
 its unique key, in 2,000-row batches with one transaction per batch, in the
 same run. The receiver runs as its own process (as in production); the gRPC
 client keeps a few batches in flight, and over HTTP three senders each post
-status-im telemetry's JSON arrays of 2,000 received messages.
+status-im telemetry's JSON arrays of 2,000 received messages. Two receivers
+against one: the same client, 6 batches in flight, spreading over both
+(round_robin); all processes share the machine's cores.
 """
 
 from __future__ import annotations
@@ -71,31 +73,39 @@ def copy_baseline(url: str, samples: list[pb.MessageSample], *, binary: bool) ->
     return len(rows) / elapsed
 
 
-def receiver_throughput(url: str, samples: list[pb.MessageSample]) -> float:
-    port = free_port()
+def receiver_throughput(url: str, samples: list[pb.MessageSample], receivers: int = 1, in_flight: int = 3) -> float:
+    """Records/s through ``receivers`` receiver processes (the client spreads its batches over them)."""
+    ports = [free_port() for _ in range(receivers)]
     env = {
         **os.environ,
         "TELEMETRY_DATABASE_URL": url,
         "TELEMETRY_INGEST_TOKENS": TOKEN,
         "TELEMETRY_METRICS_PORT": "0",
+        "TELEMETRY_HTTP_LISTEN": "",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "collectors.receiver.cli", "--listen", f"127.0.0.1:{port}", "--workers", "4"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "collectors.receiver.cli", "--listen", f"127.0.0.1:{port}", "--workers", "4"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    targets = [f"127.0.0.1:{port}" for port in ports]
     try:
-        wait_serving(f"127.0.0.1:{port}")
-        with IngestClient(f"127.0.0.1:{port}", TOKEN, max_batch_records=BATCH, max_in_flight=3) as client:
+        for target in targets:
+            wait_serving(target)
+        with IngestClient(targets, TOKEN, max_batch_records=BATCH, max_in_flight=in_flight) as client:
             started = time.perf_counter()
             result = client.push_message_samples(samples)
             elapsed = time.perf_counter() - started
         if result.accepted != len(samples):
             raise RuntimeError(f"receiver accepted {result.accepted} of {len(samples)}: {result.rejects[:3]}")
     finally:
-        process.terminate()
-        process.wait(30)
+        for process in processes:
+            process.terminate()
+            process.wait(30)
     with psycopg.connect(url) as conn:
         stored = conn.execute("select count(*) from raw.message_samples").fetchone()[0]
     if stored != len(samples):
@@ -175,6 +185,11 @@ def run(server_url: str) -> dict[str, float]:
         binary_rate = copy_baseline(url, samples, binary=True)
         receiver_rate = receiver_throughput(url, samples)
         truncate_samples(url)
+        # the same client (6 batches in flight) against one receiver and against two
+        one_rate = receiver_throughput(url, samples, receivers=1, in_flight=6)
+        truncate_samples(url)
+        two_rate = receiver_throughput(url, samples, receivers=2, in_flight=6)
+        truncate_samples(url)
         http_rate = http_throughput(url, status_im_bodies(samples), len(samples))
     finally:
         local_postgres.drop_database(server_url, name)
@@ -184,6 +199,8 @@ def run(server_url: str) -> dict[str, float]:
         "ingest.receiver_vs_copy": round(receiver_rate / copy_rate, 3),
         "ingest.copy_binary_records_per_s": round(binary_rate),
         "ingest.receiver_vs_binary_copy": round(receiver_rate / binary_rate, 3),
+        "ingest.two_receivers_vs_one": round(two_rate / one_rate, 3),
+        "ingest.two_receivers_records_per_s": round(two_rate),
         "ingest.http_records_per_s": round(http_rate),
         "ingest.http_vs_copy": round(http_rate / copy_rate, 3),
     }

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -96,6 +97,48 @@ def test_receiver_sigkill_under_load_then_restart(receiver_process, warehouse_ur
     )
     assert_exactly_once(tally)
     assert tally.spooled_batches > 0  # the outage was felt
+
+
+def stored_batches(metrics_port: int) -> float:
+    """The receiver's own count of message-sample batches it stored (its /metrics)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    wanted = 'telemetry_receiver_batches_total{outcome="stored",source="message_samples"}'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_two_receivers_share_the_load_and_one_killed_loses_nothing(
+    receiver_process, warehouse_url: str, tmp_path: Path
+) -> None:
+    """The senders are given both receivers; round_robin spreads their batches; the survivor takes everything
+    once the other is SIGKILLed: nothing acknowledged is lost, nothing lands twice."""
+    ports, metrics_ports = [free_port(), free_port()], [free_port(), free_port()]
+    processes = [
+        receiver_process(port=port, TELEMETRY_METRICS_PORT=str(metrics))[0]
+        for port, metrics in zip(ports, metrics_ports, strict=True)
+    ]
+    stop = threading.Event()
+    started = time.perf_counter()
+    targets = ",".join(f"127.0.0.1:{port}" for port in ports)
+    senders = start_senders(targets, tmp_path, stop, batch=300, attempts=3, timeout=5)
+    wait_for_acks(senders, 30 * 300)
+    before_kill = [stored_batches(port) for port in metrics_ports]
+    assert all(count > 0 for count in before_kill), before_kill  # both took batches
+    processes[0].send_signal(signal.SIGKILL)
+    processes[0].wait(10)
+    killed_at = sum(s.acked for s in senders)
+    survivor_before = stored_batches(metrics_ports[1])
+    wait_for_acks(senders, killed_at + 30 * 300)
+    assert stored_batches(metrics_ports[1]) > survivor_before
+    stop_and_drain(senders, stop)
+    tally = check_exactly_once(warehouse_url, senders)
+    report_figures(
+        "fault.two_receivers_one_killed",
+        senders=SENDERS,
+        seconds=round(time.perf_counter() - started, 1),
+        batches_before_kill=[int(c) for c in before_kill],
+        **tally.figures(),
+    )
+    assert_exactly_once(tally)
 
 
 # --------------------------------------------------------------------------- PostgreSQL restart

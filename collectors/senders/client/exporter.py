@@ -21,6 +21,8 @@ nor spooled.
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -52,6 +54,40 @@ CLIENT_SIDE_DETAILS = ("Invalid metadata",)
 # the receiver is at its concurrency cap or the token over its rate (RESOURCE_EXHAUSTED, but not about this
 # batch): retry later
 BUSY_DETAILS = ("Concurrent RPC limit exceeded", "rate limited")
+
+
+HEALTH_SERVICE = "telemetry.v1.TelemetryIngest"
+
+
+def channel_target(target: str | Sequence[str]) -> tuple[str, list[tuple[str, object]]]:
+    """The gRPC target and channel options for one receiver (``host:port``) or several (a list, or
+    ``host:port,host:port``): several are resolved to addresses and spread with ``round_robin``, which skips a
+    receiver whose health check says NOT_SERVING (its database away) or that cannot be reached, so its batches
+    go to the others."""
+    given = [target] if isinstance(target, str) else list(target)
+    targets = [part.strip() for item in given for part in item.split(",") if part.strip()]
+    if not targets:
+        raise ValueError("no receiver target given")
+    if len(targets) == 1:
+        return targets[0], []
+    addresses: list[str] = []
+    for item in targets:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"receiver target {item!r} is not host:port")
+        for *_, sockaddr in socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM):
+            address = f"[{sockaddr[0]}]:{sockaddr[1]}" if ":" in sockaddr[0] else f"{sockaddr[0]}:{sockaddr[1]}"
+            if address not in addresses:
+                addresses.append(address)
+    scheme = "ipv6" if all(a.startswith("[") for a in addresses) else "ipv4"
+    addresses = [a for a in addresses if a.startswith("[") == (scheme == "ipv6")]
+    config = {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": HEALTH_SERVICE}}
+    options: list[tuple[str, object]] = [
+        ("grpc.service_config", json.dumps(config)),
+        # the receivers' names, not their addresses, for TLS and the :authority header
+        ("grpc.default_authority", targets[0]),
+    ]
+    return f"{scheme}:{','.join(addresses)}", options
 
 
 # What each raw table's records are sent with: its RPC in the registry (the receiver serves the same table).
@@ -122,7 +158,7 @@ class IngestClient:
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         token: str,
         *,
         spool_dir: Path | None = None,
@@ -137,7 +173,9 @@ class IngestClient:
         max_spool_attempts: int = 10,
     ) -> None:
         check_token(token, "the bearer token")
+        target, spread = channel_target(target)
         options = [
+            *spread,
             ("grpc.max_send_message_length", max_batch_bytes + 64 * 1024),
             # reconnect to a restarted receiver on the same schedule as the retries (gRPC's default grows to 120 s)
             ("grpc.initial_reconnect_backoff_ms", max(1, int(backoff * 1000))),

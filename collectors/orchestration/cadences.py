@@ -67,6 +67,7 @@ MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
     "minutes_per_user": ("fct_minutes_per_user_*",),
     "reliability": ("int_message_presence_*", "fct_channel_reliability_*", "fct_reliability_*"),
     "host_metrics": ("fct_host_metrics_*",),
+    "server_metrics": ("fct_server_metrics_*",),
     "event_counts": ("fct_event_counts_*",),
     "product": ("fct_sessions", "int_funnel_*", "fct_funnel_*", "fct_retention_*", "fct_feature_adoption_*"),
 }

@@ -581,6 +581,35 @@ def host_metrics_suite(grain: str, scope: Scope) -> SuiteSpec:
     return SuiteSpec(f"marts_{name}", asset, query, expectations, scope=_scope_days(days))
 
 
+def server_metrics_suite(scope: Scope) -> SuiteSpec:
+    """The daily server metrics account for every report: per day and server, ``reports`` = the raw rows. Minutes,
+    hours and weeks are sums of the same reports, and their invariants (breaches within reports and minutes) are
+    dbt tests of the models."""
+    days = scope.days("server_reports")
+    asset, query = _mart("fct_server_metrics_daily", "day", "day", days)
+    raw_reports = f"""
+        select {utc_day("reported_at")} as day, server_id, count(*) as raw_reports from raw.server_reports
+        where {time_filter("reported_at", days)} group by 1, 2
+    """
+    return SuiteSpec(
+        suite="marts_fct_server_metrics_daily",
+        asset=asset,
+        query=query,
+        expectations=[
+            no_rows(
+                "reports per day and server = the rows of raw.server_reports (a row missing on either side fails)",
+                f"""
+                select coalesce(b.day, r.day) as day, coalesce(b.server_id, r.server_id) as server_id,
+                       coalesce(b.reports, 0) as reports, coalesce(r.raw_reports, 0) as raw_reports
+                from batch_rows as b full join ({raw_reports}) as r on r.day = b.day and r.server_id = b.server_id
+                where coalesce(b.reports, 0) <> coalesce(r.raw_reports, 0)
+                """,
+            ),
+        ],
+        scope=_scope_days(days),
+    )
+
+
 def telemetry_day_suite(scope: Scope) -> SuiteSpec:
     days = scope.days("minute_snapshots")
     asset, query = _mart("fct_telemetry_day", "day", "day", days)
@@ -702,5 +731,6 @@ def build_suites(scope: Scope) -> list[SuiteSpec]:
     specs += [channel_reliability_suite(g, scope) for g in GRAINS]
     specs += [reliability_suite(g, scope) for g in GRAINS]
     specs += [host_metrics_suite(g, scope) for g in GRAINS]
+    specs.append(server_metrics_suite(scope))
     specs.append(event_counts_suite(scope))
     return specs

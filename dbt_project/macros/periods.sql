@@ -1,11 +1,11 @@
-{#- Name of the period column of a mart of this grain: hour_start (timestamptz), day, week_start (date). -#}
+{#- Name of the period column of a mart of this grain: minute_start, hour_start (timestamptz), day, week_start (date). -#}
 {% macro period_column(grain) -%}
-    {{ return({'hour': 'hour_start', 'day': 'day', 'week': 'week_start'}[grain]) }}
+    {{ return({'minute': 'minute_start', 'hour': 'hour_start', 'day': 'day', 'week': 'week_start'}[grain]) }}
 {%- endmacro %}
 
 {#- The period column's value for a timestamptz period start. -#}
 {% macro period_value(expression, grain) -%}
-    {%- if grain == 'hour' -%}
+    {%- if grain in ('minute', 'hour') -%}
         {{ expression }}
     {%- else -%}
         {{ utc_date(expression) }}
@@ -14,7 +14,7 @@
 
 {#- window_filter for the period column of a mart of this grain. -#}
 {% macro period_window_filter(grain) -%}
-    {%- if grain == 'hour' -%}
+    {%- if grain in ('minute', 'hour') -%}
         {{ window_filter(period_column(grain), grain) }}
     {%- else -%}
         {{ window_filter_date(period_column(grain), grain) }}

@@ -1,6 +1,6 @@
 {#-
   The run window. Airflow passes --vars '{"window_start": ..., "window_end": ...}' (ISO 8601);
-  an incremental model then recomputes every period (hour, day or week) that overlaps
+  an incremental model then recomputes every period (minute, hour, day or week) that overlaps
   [window_start, window_end) from the raw rows of those periods, and delete+insert replaces
   exactly those periods. With aligned windows (the DAGs' intervals) that is exactly the window.
   Without the vars, or with --full-refresh, the window is inactive and models read everything.
@@ -60,7 +60,8 @@
 
 {#- Length of one period of the grain; fixed lengths, so no session time zone can bend them. -#}
 {% macro grain_interval(grain) -%}
-    {%- if grain == 'hour' -%} interval '1 hour'
+    {%- if grain == 'minute' -%} interval '1 minute'
+    {%- elif grain == 'hour' -%} interval '1 hour'
     {%- elif grain == 'day' -%} interval '24 hours'
     {%- elif grain == 'week' -%} interval '168 hours'
     {%- else -%} {{ exceptions.raise_compiler_error("unknown grain " ~ grain) }}
@@ -68,13 +69,16 @@
 {%- endmacro %}
 
 {% macro grain_timedelta(grain) -%}
-    {%- set hours = {'hour': 1, 'day': 24, 'week': 168}[grain] -%}
-    {{ return(modules.datetime.timedelta(hours=hours)) }}
+    {%- set minutes = {'minute': 1, 'hour': 60, 'day': 1440, 'week': 10080}[grain] -%}
+    {{ return(modules.datetime.timedelta(minutes=minutes)) }}
 {%- endmacro %}
 
-{#- Start of the UTC period (hour, day, week from Monday) that holds ts (a python datetime). -#}
+{#- Start of the UTC period (minute, hour, day, week from Monday) that holds ts (a python datetime). -#}
 {% macro floor_to_grain(ts, grain) -%}
-    {%- set t = ts.replace(minute=0, second=0, microsecond=0) -%}
+    {%- set t = ts.replace(second=0, microsecond=0) -%}
+    {%- if grain != 'minute' -%}
+        {%- set t = t.replace(minute=0) -%}
+    {%- endif -%}
     {%- if grain in ('day', 'week') -%}
         {%- set t = t.replace(hour=0) -%}
     {%- endif -%}
@@ -131,4 +135,30 @@
 {#- The UTC calendar date of a timestamptz expression. -#}
 {% macro utc_date(expression) -%}
     ({{ expression }} at time zone 'UTC')::date
+{%- endmacro %}
+
+{#-
+  A data test's `where` config may hold `__window__(column, grain)`: the periods of `grain` that overlap the run
+  window (window_filter on a timestamptz column for minute and hour, window_filter_date on a date column for day
+  and week; `true` when no window is set, so a full refresh tests every row). A test of a table that grows with
+  every run then reads what the run wrote instead of the whole table. Configs are rendered when the project is
+  parsed, before the window is known, so the placeholder is replaced here, when the test runs; any other `where`
+  behaves as dbt's own get_where_subquery.
+-#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if not where -%}
+        {{ return(relation) }}
+    {%- endif -%}
+    {%- set state = namespace(where=where) -%}
+    {%- for found in modules.re.finditer('__window__\\(\\s*(\\w+)\\s*,\\s*(\\w+)\\s*\\)', where) -%}
+        {%- set column, grain = found.group(1), found.group(2) -%}
+        {%- if grain in ('minute', 'hour') -%}
+            {%- set predicate = window_filter(column, grain) -%}
+        {%- else -%}
+            {%- set predicate = window_filter_date(column, grain) -%}
+        {%- endif -%}
+        {%- set state.where = state.where.replace(found.group(0), '(' ~ (predicate | trim) ~ ')') -%}
+    {%- endfor -%}
+    {{ return('(select * from ' ~ relation ~ ' where ' ~ state.where ~ ') dbt_subquery') }}
 {%- endmacro %}

@@ -280,6 +280,24 @@ CORRUPTIONS = {
             }
         ),
     ),
+    # (i) a server report that landed (and is in the ingest ledger) after the daily server metrics were built
+    "report_missing_from_server_metrics": Corruption(
+        """
+        insert into raw.server_reports (server_id, reported_at, document)
+        values ('late-server', timestamptz '{old} 12:00:00+00', '{{"server_id": "late-server"}}');
+        insert into quality.ingest_batches (batch_id, source, accepted, duplicates, rejected, accepted_by_day)
+        values (gen_random_uuid(), 'server_reports', 1, 0, 0, '{{"{old}": 1}}')
+        """,
+        frozenset(
+            {
+                (
+                    "marts_fct_server_metrics_daily",
+                    "expect_query_to_return_no_rows",
+                    "reports per day and server = the rows of raw.server_reports (a row missing on either side fails)",
+                )
+            }
+        ),
+    ),
 }
 
 

@@ -42,6 +42,7 @@ MARTS = (
     "fct_host_metrics_hourly",
     "fct_host_metrics_daily",
     "fct_host_metrics_weekly",
+    "fct_server_metrics_daily",
     "fct_event_counts_daily",
 )
 

@@ -1,0 +1,9 @@
+{{
+    config(
+        unique_key='week_start',
+        tags=['weekly'],
+    )
+}}
+
+-- the model is the macro server_metrics (macros/server_metrics.sql) at the week grain
+{{ server_metrics('week') }}

@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import httpx
 import psycopg
+import psycopg.rows
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -109,6 +110,32 @@ def test_the_game_servers_example_document_lands_with_curl(
         row = conn.execute("select server_id, reported_at, document from raw.server_reports").fetchall()
     # curl --data strips the newlines: the document is kept as JSON, every field as sent, nothing added
     assert row == [("server-001", dt.datetime.fromisoformat(document["timestamp"]), document)]
+
+
+def test_reports_posted_over_http_roll_up_into_the_server_metrics(
+    http: httpx.Client, warehouse_url: str, tmp_path: Path
+) -> None:
+    """The example report twice in one minute, the second one hot and slow: the minute's averages, extremes and
+    breaches, worked out by hand from the two documents."""
+    minute = now(-3600).replace(minute=0, second=0) + dt.timedelta(minutes=30)
+    calm = report("server-001", minute + dt.timedelta(seconds=5))
+    hot = report("server-001", minute + dt.timedelta(seconds=10))
+    hot["hardware"]["cpu_usage_percent"] = 96.0  # over 95: critical, and so a warning too
+    hot["performance"]["tick_rate_fps"] = 57.0  # under 58: warning only
+    response = http.post("/api/v1/telemetry", json=[calm, hot], headers=AUTH)
+    assert response.json()["accepted"] == 2, response.text
+    hour = minute.replace(minute=0)
+    dbt.build("+tag:hourly", hour, hour + dt.timedelta(hours=1), database_url=warehouse_url, target_path=tmp_path)
+    with psycopg.connect(warehouse_url) as conn:
+        conn.row_factory = psycopg.rows.dict_row
+        (row,) = conn.execute("select * from marts.fct_server_metrics_minutely").fetchall()
+    assert (row["server_id"], row["minute_start"], row["reports"]) == ("server-001", minute, 2)
+    assert float(row["cpu_usage_percent_avg"]) == pytest.approx((45.2 + 96.0) / 2)
+    assert (float(row["cpu_usage_percent_min"]), float(row["cpu_usage_percent_max"])) == (45.2, 96.0)
+    assert float(row["tick_rate_fps_min"]) == 57.0 and float(row["ping_p95_max"]) == 58.0
+    assert (row["cpu_warning_reports"], row["cpu_critical_reports"], row["cpu_critical_minutes"]) == (1, 1, 1)
+    assert (row["tick_rate_warning_reports"], row["tick_rate_critical_reports"]) == (1, 0)
+    assert row["memory_warning_reports"] == 0 and row["ping_p95_warning_reports"] == 0
 
 
 def test_a_report_with_unknown_fields_keeps_them_and_bad_ones_are_rejected_with_their_bytes(

@@ -377,7 +377,7 @@ def test_console_script_calls_are_accepted(probes: dict[str, Any]) -> None:
 
 
 def test_image_is_the_pinned_airflow_with_the_project_installed() -> None:
-    deps = pyproject()["project"]["dependencies"]
+    deps = pyproject()["project"]["optional-dependencies"]["airflow"]
     airflow = next(d.split("==")[1] for d in deps if d.startswith("apache-airflow=="))
     python = re.search(r">=(\d+\.\d+)", pyproject()["project"]["requires-python"])[1]
     builds = {json.dumps(s["build"], sort_keys=True) for s in services().values() if "build" in s}
@@ -385,7 +385,7 @@ def test_image_is_the_pinned_airflow_with_the_project_installed() -> None:
     build = json.loads(builds.pop())
     dockerfile = build["dockerfile_inline"]
     assert re.search(rf"^FROM apache/airflow:{re.escape(airflow)}-python{re.escape(python)}$", dockerfile, re.M)
-    assert re.search(r"pip install .*-c \S*\.ci/constraints\.txt -e /opt/telemetry", dockerfile)
+    assert re.search(r"pip install .*-c \S*\.ci/constraints\.txt -e \"/opt/telemetry\[all\]\"", dockerfile)
     context = (COMPOSE_FILE.parent / build["context"]).resolve()
     for line in dockerfile.splitlines():
         if line.startswith("COPY"):

@@ -1,12 +1,15 @@
 """A non-editable install works without the checkout: the wheel carries the package, its data (migrations,
-templates, the proto) and the dbt project; the CLIs run and the DAGs parse against the installed package."""
+templates, the proto) and the dbt project; the CLIs run and the DAGs parse against the installed package. A plain
+install of the wheel, in a fresh venv, is the sender side only and sends to a real receiver."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,8 +23,7 @@ CLIS = ("collectors.receiver.cli", "collectors.warehouse.cli", "collectors.sende
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from the checkout and installed into a directory of its own (dependencies: this venv's)."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(root / "dist"), str(REPO_ROOT)],
@@ -29,7 +31,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = (root / "dist").glob("*.whl")
+    (built,) = (root / "dist").glob("*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed into a directory of its own (dependencies: this venv's)."""
+    root = tmp_path_factory.mktemp("site")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
@@ -100,3 +109,63 @@ def test_the_dags_parse_with_the_installed_package(installed: Path, tmp_path: Pa
     package, ids = done.stdout.splitlines()
     assert package.startswith(str(installed))
     assert set(ids.split()) >= {"telemetry_hourly", "telemetry_daily", "telemetry_weekly", "telemetry_partitions"}
+
+
+WAREHOUSE_PACKAGES = {"apache-airflow", "dbt-core", "great-expectations", "psycopg", "psycopg-binary", "fastapi"}
+SEND = """
+import sys, time
+from collectors.proto.telemetry.v1 import ingest_pb2 as pb
+from collectors.senders.client import IngestClient
+minute = pb.HostMinute(host_id="sender-venv", samples=60, cpu_percent=3.0, cpu_percent_max=4.0)
+minute.minute.seconds = (int(time.time()) // 60 - 2) * 60
+with IngestClient(sys.argv[1], sys.argv[2]) as client:
+    print(client.push_host_minutes([minute]).accepted)
+"""
+
+
+def test_a_plain_install_is_the_sender_side_and_sends_to_a_receiver(wheel: Path, receiver, tmp_path: Path) -> None:
+    from tests.support.receivers import TOKEN
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    constraints = REPO_ROOT / ".ci" / "constraints.txt"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", constraints, wheel],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format", "freeze"], check=True, capture_output=True, text=True
+    ).stdout
+    names = {line.split("==")[0].lower() for line in listed.splitlines()}
+    assert "grpcio" in names and not names & WAREHOUSE_PACKAGES, sorted(names & WAREHOUSE_PACKAGES)
+    sent = subprocess.run(
+        [python, "-c", SEND, f"127.0.0.1:{receiver.port}", TOKEN],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0 and sent.stdout.strip() == "1", sent.stderr
+    for cli in ("telemetry-host-collector", "telemetry-load-events"):
+        helped = subprocess.run([venv / "bin" / cli, "--help"], capture_output=True, text=True, timeout=60)
+        assert helped.returncode == 0 and "usage:" in helped.stdout, (cli, helped.stderr)
+    lines = tmp_path / "events.jsonl"
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    lines.write_text(
+        json.dumps({"schema_version": "telemetry_event_v1", "channel": "app", "event": "open", "timestamp": at,
+                    "user_id": "u1", "event_id": "from-the-sender-venv"}) + "\n"
+    )  # fmt: skip
+    load = [venv / "bin" / "telemetry-load-events", str(lines), "--no-progress"]
+    through = subprocess.run(
+        [*load, "--target", f"127.0.0.1:{receiver.port}"],
+        env={"PATH": "/usr/bin:/bin", "TELEMETRY_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert through.returncode == 0 and "landed 1" in through.stderr, through.stderr
+    direct = subprocess.run([*load, "--database-url", "postgresql://x/y"], capture_output=True, text=True, timeout=60)
+    assert direct.returncode == 2 and "telemetry-warehouse[receiver]" in direct.stderr, direct.stderr

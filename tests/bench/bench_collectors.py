@@ -33,8 +33,8 @@ import psycopg
 from collectors.config import RetentionDays, Settings
 from collectors.dev import local_postgres
 from collectors.ingest import registry
+from collectors.senders.loader.database import DatabaseSink
 from collectors.senders.loader.loader import load_file, worker_pool
-from collectors.senders.loader.sinks import DatabaseSink
 from collectors.warehouse.migrate import upgrade
 from collectors.warehouse.partitions import ensure_partitions
 

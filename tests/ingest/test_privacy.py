@@ -18,8 +18,8 @@ from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
 from collectors.senders.client import IngestClient
 from collectors.senders.loader.cli import main as load_events
+from collectors.senders.loader.database import DatabaseSink
 from collectors.senders.loader.loader import load_file, worker_pool
-from collectors.senders.loader.sinks import DatabaseSink
 from tests.support import records
 from tests.support.receivers import TOKEN
 

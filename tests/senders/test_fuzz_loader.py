@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from collectors.config import Settings
 from collectors.dev import local_postgres
 from collectors.ingest import rules
+from collectors.senders.loader.database import DatabaseSink
 from collectors.senders.loader.loader import load_file
-from collectors.senders.loader.sinks import DatabaseSink
 from collectors.senders.loader.source import GZIP_MAGIC, UnreadableFile
 from tests.support.receivers import report_figures
 

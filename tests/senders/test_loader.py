@@ -17,8 +17,8 @@ from collectors.config import Settings
 from collectors.ingest.event_lines import LineRefused, parse_line
 from collectors.receiver.server import Receiver
 from collectors.senders.loader.cli import main
+from collectors.senders.loader.database import DatabaseSink
 from collectors.senders.loader.loader import load_file, worker_pool
-from collectors.senders.loader.sinks import DatabaseSink
 from tests.support.receivers import TOKEN
 
 HOUR_AGO = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import grpc
-import psycopg
 from pydantic import ValidationError
 
 from collectors.config import Settings, database_url_override, describe, sender_token
@@ -19,6 +18,18 @@ from collectors.senders.loader.loader import DEFAULT_BATCH_LINES, PARALLEL_MIN_B
 
 PROG = "telemetry-load-events"
 SHOWN_REJECTS = 10
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """psycopg's errors when the warehouse side is installed (a sender-only install loads through the receiver)."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
+
+
+DATABASE_ERRORS = _database_errors()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,7 +118,9 @@ def make_sink(args: argparse.Namespace, settings: Settings, database_url: str | 
         )
         rejects_url = database_url or (settings.database_url if has_own_url else None)
         return sinks.ReceiverSink(IngestClient(args.target, token), rejects_url, settings, **user)
-    return sinks.DatabaseSink(database_url or settings.database_url, settings, **user)
+    from collectors.senders.loader.database import DatabaseSink
+
+    return DatabaseSink(database_url or settings.database_url, settings, **user)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,9 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # e.g. a token gRPC cannot send
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
-    except psycopg.OperationalError as error:
+    except DATABASE_ERRORS as error:
         print(f"{PROG}: cannot connect to the warehouse: {error}", file=sys.stderr)
         return 1
+    except ImportError as error:
+        print(
+            f"{PROG}: loading straight into the warehouse needs the receiver extra "
+            f"(pip install 'telemetry-warehouse[receiver]'), or use --target: {error}",
+            file=sys.stderr,
+        )
+        return 2
     started = time.perf_counter()
     reports: list[FileReport] = []
     large = any(path.stat().st_size >= PARALLEL_MIN_BYTES for path in args.files)
@@ -156,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             print_report(report, args.quiet)
             if report.stopped:
                 break
-    except (psycopg.Error, grpc.RpcError, OSError) as error:
+    except (*DATABASE_ERRORS, grpc.RpcError, OSError) as error:
         print(f"{PROG}: loading stopped: {error}", file=sys.stderr)
         return 1
     finally:

@@ -1,4 +1,6 @@
-"""Where prepared batches land: straight into PostgreSQL (the receiver's writer) or through the receiver.
+"""Where prepared batches land: through the receiver, or nowhere (a dry run); straight into PostgreSQL is
+``collectors.senders.loader.database``, imported only when used, so a sender-only install (no psycopg) loads
+through the receiver.
 
 Each sink names its ``prepare`` stage (a picklable function of a chunk of
 lines, run in worker processes for large files) and lands what it returns,
@@ -13,16 +15,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import psycopg
-
 from collectors.config import Settings
 from collectors.ingest import registry, rules
 from collectors.ingest.privacy import Privacy
-from collectors.ingest.writer import BatchWriter, Reject, TableWrite
 from collectors.senders.client import IngestClient
 from collectors.senders.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
 from collectors.senders.loader.source import Chunk
-from collectors.warehouse.db import connect
 
 
 @dataclass
@@ -74,57 +72,6 @@ class ChunkLines:
         return self.bounds.kept_line(self.chunk.line(number))
 
 
-class _OneConnection:
-    """The pool interface BatchWriter needs, over one connection: each batch becomes a savepoint of the
-    file's transaction, so a file lands whole or (``--strict``, errors) not at all."""
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        yield self.conn
-
-
-class DatabaseSink:
-    """COPYs rows that passed the receiver's rules with the receiver's writer, one transaction per file."""
-
-    def __init__(self, database_url: str, settings: Settings, *, default_user_id: str = "") -> None:
-        self.bounds = rule_bounds(settings)
-        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=self.bounds)
-        self.conn = connect(database_url, autocommit=True)
-        self.writer = BatchWriter(_OneConnection(self.conn), max_reject_bytes=settings.max_reject_bytes)
-        self.file_name: str | None = None
-
-    @contextmanager
-    def file(self, file_name: str) -> Iterator[None]:
-        """Everything landed inside this block commits together, or not at all if it raises."""
-        self.file_name = file_name
-        try:
-            with self.conn.transaction():
-                yield
-        finally:
-            self.file_name = None
-
-    def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
-        writes = []
-        for spec, rows, lines in (
-            (registry.PRODUCT_EVENTS, batch.event_rows, batch.event_lines),
-            (registry.ACCOUNTS_CREATED, batch.account_rows, batch.account_lines),
-        ):
-            originals = ChunkLines(chunk, lines, self.bounds)
-            writes.append(TableWrite(spec, rows, lines, originals, originals.keep))  # type: ignore[arg-type]
-        refused = [Reject.of(number, reason, kept) for number, reason, kept in batch.rejects]
-        outcome = self.writer.write(
-            SOURCE, batch.batch_id, writes, refused, conflicts=batch.conflicts, file_name=self.file_name
-        )
-        table = outcome.tables[SOURCE]
-        return BatchReport(table.accepted, table.duplicates, sorted((r.index, r.reason) for r in outcome.rejects))
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 class ReceiverSink:
     """Sends events through the receiver.
 
@@ -146,12 +93,11 @@ class ReceiverSink:
     ) -> None:
         self.prepare = functools.partial(prepare_events, default_user_id=default_user_id, bounds=rule_bounds(settings))
         self.client = client
-        self.conn = connect(rejects_database_url, autocommit=True) if rejects_database_url else None
-        self.writer = (
-            BatchWriter(_OneConnection(self.conn), max_reject_bytes=settings.max_reject_bytes)
-            if self.conn is not None
-            else None
-        )
+        self.rejects = None
+        if rejects_database_url:
+            from collectors.senders.loader.database import RejectsWriter
+
+            self.rejects = RejectsWriter(rejects_database_url, settings)
         self.file_name: str | None = None
 
     @contextmanager
@@ -164,9 +110,8 @@ class ReceiverSink:
 
     def land(self, chunk: Chunk, batch: PreparedBatch) -> BatchReport:
         report = BatchReport(rejects=[(number, reason) for number, reason, _ in batch.rejects])
-        if batch.rejects and self.writer is not None:
-            refused = [Reject.of(number, reason, kept) for number, reason, kept in batch.rejects]
-            self.writer.write(SOURCE, batch.batch_id, [], refused, file_name=self.file_name)
+        if batch.rejects and self.rejects is not None:
+            self.rejects.write(batch, self.file_name)
         if batch.events:
             result = self.client.push_product_events([event.to_proto() for event in batch.events])
             report.accepted, report.duplicates = result.accepted, result.duplicates
@@ -175,8 +120,8 @@ class ReceiverSink:
         return report
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
+        if self.rejects is not None:
+            self.rejects.close()
         self.client.close()
 
 

@@ -76,9 +76,11 @@ class ParsedEvent:
     session_id: str
     payload_json: str
     schema_version: str = SCHEMA_VERSION
+    sample_rate: float | None = None  # None: unset (every user)
+    dnt: bool = False
 
     def HasField(self, name: str) -> bool:
-        return name == "timestamp"
+        return name == "timestamp" or (name == "sample_rate" and self.sample_rate is not None)
 
     def to_proto(self) -> pb.ProductEvent:
         event = pb.ProductEvent(
@@ -89,6 +91,8 @@ class ParsedEvent:
             user_id=self.user_id,
             session_id=self.session_id,
             payload_json=self.payload_json,
+            sample_rate=self.sample_rate,
+            dnt=self.dnt,
         )
         event.timestamp.seconds, event.timestamp.nanos = self.timestamp.seconds, self.timestamp.nanos
         return event
@@ -105,6 +109,8 @@ class EventLine(msgspec.Struct):
     event_id: str | int | None = None
     user_id: str | int | None = None
     session_id: str | int | None = None
+    sample_rate: float | None = None  # the share of users the sender kept; absent: 1
+    dnt: bool = False  # the user opted out of tracking
 
 
 _decode = msgspec.json.Decoder(EventLine).decode
@@ -164,4 +170,6 @@ def parse_line(raw: bytes, *, default_user_id: str = "") -> ParsedEvent:
         user_id,
         session_id,
         payload_json,
+        sample_rate=line.sample_rate,
+        dnt=line.dnt,
     )

@@ -127,6 +127,19 @@ class SchemaVersion(Spec):
 
 
 @dataclass(frozen=True)
+class SampleRate(Spec):
+    """The share of users a sender kept, in (0, 1]; unset (0) is 1."""
+
+
+@dataclass(frozen=True)
+class RefusedWhen:
+    """A record whose boolean ``field`` is true is refused whole with ``reason`` (nothing of it is read)."""
+
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Field:
     """A field a document may hold, at a dotted path: a number in [low, high] (each value of it, when the path
     ends in ``[]`` for an array or ``{}`` for an object of numbers); ``whole``: an integer."""
@@ -238,6 +251,7 @@ class RawTable:
     feeds: tuple[Feed, ...]
     rpc: Rpc | None = None  # None: its rows come from another table's records
     checks: tuple[Check, ...] = ()
+    refused_when: tuple[RefusedWhen, ...] = ()
     stamped: tuple[str, ...] = ("ingested_at",)  # filled by the database when a row lands
 
     def __post_init__(self) -> None:
@@ -396,6 +410,7 @@ PRODUCT_EVENTS = RawTable(
         Column("user_id", "text", Text("user_id", max_len=128)),
         Column("session_id", "text", Text("session_id", max_len=128, required=False, empty_is_null=True)),
         Column("payload", "jsonb", Payload("payload_json")),
+        Column("sample_rate", "float8", SampleRate("sample_rate")),
         BATCH_ID,
     ),
     partition_column="timestamp",
@@ -403,6 +418,7 @@ PRODUCT_EVENTS = RawTable(
     retention_days=90,
     feeds=(Feed("daily", "marts"), Feed("weekly", "marts")),
     rpc=Rpc("PushProductEvents", pb.PushProductEventsRequest, pb.PushProductEventsResponse, "events"),
+    refused_when=(RefusedWhen("dnt", "the user opted out of tracking (dnt): the event is not stored"),),
 )
 
 # The rows of `account_created` events on channel `user`, from raw.product_events' rows of the same batch.

@@ -261,6 +261,17 @@ def _reader(spec: reg.Spec) -> Reader:
         return lambda msg, limits: payload_json(get(msg), limits.max_payload_bytes, limits.privacy)  # type: ignore[arg-type]
     if isinstance(spec, reg.Document):
         return _document_reader(spec, get)
+    if isinstance(spec, reg.SampleRate):
+
+        def sample_rate(msg: object, limits: Limits) -> float:
+            if not msg.HasField(spec.field):  # type: ignore[attr-defined]
+                return 1.0
+            value = get(msg)
+            if not (isinstance(value, float | int) and 0 < value <= 1):  # NaN fails both comparisons
+                raise RecordRefused(f"{label} must be in (0, 1], not {value}")
+            return float(value)
+
+        return sample_rate
     if isinstance(spec, reg.SchemaVersion):
 
         def schema_version(msg: object, limits: Limits) -> str:
@@ -409,8 +420,12 @@ def row_builder(table: RawTable) -> RowBuilder:
     if len(readers) != len(table.columns) - 1:
         raise ValueError(f"raw.{table.name} is not read from records: its rows come from another table's")
     rules = [_rule(table, check) for check in table.checks]
+    refusals = [(refusal.field, refusal.reason) for refusal in table.refused_when]
 
     def build(msg: object, limits: Limits, batch_id: uuid.UUID) -> tuple:
+        for name, reason in refusals:
+            if getattr(msg, name, False):
+                raise RecordRefused(reason)
         row = (*[read(msg, limits) for read in readers], batch_id)
         for rule in rules:
             rule(row)
@@ -536,7 +551,7 @@ def is_account_created(row: tuple) -> bool:
 
 def account_row(event: tuple) -> tuple:
     """The raw.accounts_created row of an accepted ``account_created`` event row."""
-    return (event[0], event[5], event[4], event[8])
+    return (event[0], event[5], event[4], event[-1])  # the batch id is always last
 
 
 # --------------------------------------------------------------------------- what is kept of refused records

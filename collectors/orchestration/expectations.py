@@ -331,6 +331,16 @@ def _column_expectations(table: RawTable) -> list[Any]:
             expectations.append(between(name, _whole(spec.low), None if math.isinf(spec.high) else _whole(spec.high)))
         elif isinstance(spec, reg.Count):
             expectations.append(between(name, 0))
+        elif isinstance(spec, reg.SampleRate):
+            expectations.append(
+                no_rows(
+                    f"{name} lies in (0, 1]",
+                    f"""
+                    select {table.key[0]}, {table.partition_column}, {ident(name)} from batch_rows
+                    where not ({ident(name)} > 0 and {ident(name)} <= 1)
+                    """,
+                )
+            )
         elif isinstance(spec, reg.Numbers):
             expectations.append(
                 no_rows(

@@ -134,6 +134,8 @@ EVENT: Schema = {
         "event_id": {"type": ["string", "integer"]},
         "user_id": {"type": ["string", "integer"], "minLength": 1},
         "session_id": {"type": ["string", "integer", "null"]},
+        "sample_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "dnt": {"type": "boolean", "description": "the user opted out of tracking: refused, never stored"},
     },
     "required": ["schema_version", "channel", "event", "timestamp", "user_id"],
 }

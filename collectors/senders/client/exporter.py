@@ -38,6 +38,7 @@ from collectors.config import check_token
 from collectors.ingest import registry
 from collectors.ingest.registry import Rpc
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
+from collectors.senders.client.sampling import Sampling
 from collectors.senders.client.spool import Spool, SpooledBatch, SpoolWriteError
 
 SERVICE = "/telemetry.v1.TelemetryIngest/"
@@ -115,6 +116,8 @@ class PushResult:
     waiting_batches: int = 0  # spooled batches waiting for their next try (they failed while the receiver was up)
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (index in the pushed sequence, reason)
     deferred: list[int] = field(default_factory=list)  # indexes neither stored nor refused (no spool): resend them
+    sampled_out: int = 0  # product events not sent: their user is outside the sample
+    opted_out: int = 0  # product events not sent: their user opted out of tracking
 
     def add(self, ack: pb.IngestAck, positions: Sequence[int] | int) -> None:
         """Count an ack; ``positions``: the pushed index of each record of the batch (or the first one's)."""
@@ -138,6 +141,8 @@ class PushResult:
         self.waiting_batches += other.waiting_batches
         self.rejects += other.rejects
         self.deferred += other.deferred
+        self.sampled_out += other.sampled_out
+        self.opted_out += other.opted_out
 
 
 def _unreachable(error: BaseException) -> bool:
@@ -171,6 +176,7 @@ class IngestClient:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
         max_spool_attempts: int = 10,
+        sampling: Sampling | None = None,
     ) -> None:
         check_token(token, "the bearer token")
         target, spread = channel_target(target)
@@ -194,6 +200,7 @@ class IngestClient:
             for kind in KINDS.values()
         }
         self.spool = Spool(spool_dir) if spool_dir is not None else None
+        self.sampling = sampling or Sampling()  # no sampling: only opted-out events are held back
         self.max_batch_records = max_batch_records
         self.max_batch_bytes = max_batch_bytes
         self.timeout = timeout
@@ -260,7 +267,16 @@ class IngestClient:
         return self.push("host_minutes", records)
 
     def push_product_events(self, records: Sequence[pb.ProductEvent]) -> PushResult:
-        return self.push("product_events", records)
+        """Send the events the client's :class:`Sampling` keeps (all but opted-out users' without one);
+        positions in the result are positions in ``records``."""
+        kept, sampled_out, opted_out = self.sampling.select(records)
+        if len(kept) == len(records):
+            return self.push("product_events", records)
+        result = self.push("product_events", [records[i] for i in kept]) if kept else PushResult()
+        result.rejects = [(kept[i], reason) for i, reason in result.rejects]
+        result.deferred = [kept[i] for i in result.deferred]
+        result.sampled_out, result.opted_out = sampled_out, opted_out
+        return result
 
     def flush_spool(self) -> PushResult:
         """Deliver the spooled batches that are due, oldest first; stops when the receiver is unreachable."""

@@ -19,6 +19,7 @@ final as (
         user_id,
         session_id,
         payload,
+        sample_rate,
         ingested_at
     from deduplicated
 )

@@ -194,7 +194,7 @@ class PushHostMinutesResponse(_message.Message):
     def __init__(self, ack: _Optional[_Union[IngestAck, _Mapping]] = ...) -> None: ...
 
 class ProductEvent(_message.Message):
-    __slots__ = ("event_id", "schema_version", "channel", "event", "timestamp", "user_id", "session_id", "payload_json")
+    __slots__ = ("event_id", "schema_version", "channel", "event", "timestamp", "user_id", "session_id", "payload_json", "sample_rate", "dnt")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,8 @@ class ProductEvent(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DNT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     schema_version: str
     channel: str
@@ -211,7 +213,9 @@ class ProductEvent(_message.Message):
     user_id: str
     session_id: str
     payload_json: str
-    def __init__(self, event_id: _Optional[str] = ..., schema_version: _Optional[str] = ..., channel: _Optional[str] = ..., event: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ..., payload_json: _Optional[str] = ...) -> None: ...
+    sample_rate: float
+    dnt: bool
+    def __init__(self, event_id: _Optional[str] = ..., schema_version: _Optional[str] = ..., channel: _Optional[str] = ..., event: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., session_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., sample_rate: _Optional[float] = ..., dnt: _Optional[bool] = ...) -> None: ...
 
 class PushProductEventsRequest(_message.Message):
     __slots__ = ("events", "batch_id")

@@ -5,4 +5,13 @@ from collectors.senders.client.queue import EventQueue
 from collectors.senders.client.sampling import Sampling
 from collectors.senders.client.spool import Spool, SpoolFullError, SpoolWriteError
 
-__all__ = ["EventQueue", "IngestClient", "IngestError", "PushResult", "Sampling", "Spool", "SpoolFullError", "SpoolWriteError"]
+__all__ = [
+    "EventQueue",
+    "IngestClient",
+    "IngestError",
+    "PushResult",
+    "Sampling",
+    "Spool",
+    "SpoolFullError",
+    "SpoolWriteError",
+]

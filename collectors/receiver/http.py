@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import PlainTextResponse, Response
 
 from collectors.config import Settings
-from collectors.ingest import metrics
+from collectors.ingest import metrics, registry
 from collectors.ingest.service import ENDPOINTS, BatchRefused, IngestService, Refusal
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import json_schemas
@@ -150,6 +150,8 @@ class Routes:
             originals=decoded.originals,
             refused=decoded.refused,
         )
+        if route.table is registry.SERVER_REPORTS:  # committed: the reports become the servers' live gauges
+            metrics.LIVE_SERVERS.observe_reports(decoded.items, ack)
         return ack, decoded.originals
 
     async def post(self, route: Route, request: Request) -> Response:

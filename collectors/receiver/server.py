@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent import futures
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,8 +37,10 @@ from psycopg_pool import ConnectionPool
 
 from collectors.config import Settings
 from collectors.ingest import metrics
+from collectors.ingest.registry import SERVER_REPORTS
 from collectors.ingest.service import ENDPOINTS, SERVICE_NAME, BatchRefused, Endpoint, IngestService, Refusal
 from collectors.ingest.writer import BatchWriter
+from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.auth import BearerTokenInterceptor
 from collectors.receiver.http import HttpIngest, create_app
 from collectors.receiver.limits import RateLimiter
@@ -56,6 +58,13 @@ HEALTH_EVERY = 2.0  # seconds between the database watch's queries
 # Of the time the client still gives a call, the share the receiver may spend on the batch: the rest is for the
 # commit, the answer and the network.
 DEADLINE_SHARE = 0.8
+
+
+def _showing_live_servers(work: Callable[[], pb.IngestAck], payload: bytes) -> pb.IngestAck:
+    """On the worker thread: the batch of game-server reports, then its stored reports as live gauges."""
+    ack = work()
+    metrics.LIVE_SERVERS.observe_reports(pb.PushServerReportsRequest.FromString(payload).reports, ack)
+    return ack
 
 
 class ReceiverConfigError(ValueError):
@@ -151,10 +160,12 @@ class Receiver:
 
     def start(self) -> Receiver:
         self.pool.open(wait=True, timeout=30)
+        metrics.POOLS.watch(self.pool)
         self._thread = threading.Thread(target=self._run, name="receiver-loop", daemon=True)
         self._thread.start()
         self._ready.wait()
         if self._failure is not None:
+            metrics.POOLS.forget(self.pool)
             self.pool.close()
             raise self._failure
         s = self.settings
@@ -178,6 +189,7 @@ class Receiver:
             asyncio.run_coroutine_threadsafe(self._shutdown(grace), self._loop).result()
             self._thread.join()
         self.executor.shutdown(wait=True)
+        metrics.POOLS.forget(self.pool)
         self.pool.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -205,7 +217,11 @@ class Receiver:
         self._loop = asyncio.get_running_loop()
         self.budget = ByteBudget(s.max_inflight_bytes)
         server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(s.token_list(), limiter=self.limiter)],
+            # metrics first: they count the calls the token check refuses too
+            interceptors=[
+                metrics.GrpcMetricsInterceptor(),
+                BearerTokenInterceptor(s.token_list(), limiter=self.limiter),
+            ],
             options=[
                 ("grpc.max_receive_message_length", s.max_batch_bytes),
                 ("grpc.so_reuseport", 0),
@@ -343,6 +359,8 @@ class Receiver:
             deadline = min(deadline, started + remaining * DEADLINE_SHARE)
         async with self.budget.hold(len(payload)):
             work = functools.partial(self.service.ingest, endpoint, payload, deadline=deadline)
+            if endpoint.table is SERVER_REPORTS:
+                work = functools.partial(_showing_live_servers, work, payload)
             try:
                 ack = await asyncio.get_running_loop().run_in_executor(self.executor, work)
             except BatchRefused as refused:

@@ -176,9 +176,9 @@ def test_records_wait_in_the_spool_while_the_receiver_is_down(
     receiver: Receiver, db: psycopg.Connection, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
-    current = CurrentValues()
-    port = current.serve(0)
     with IngestClient(f"127.0.0.1:{free_port()}", TOKEN, spool_dir=spool, attempts=1, timeout=2) as down:
+        current = CurrentValues(spool=down.spool)
+        port = current.serve(0)
         collector = HostCollector(
             MinuteRollup("spooled-host", period_seconds=60),
             down.push_host_minutes,
@@ -191,7 +191,9 @@ def test_records_wait_in_the_spool_while_the_receiver_is_down(
     assert stats.push.spooled_batches == stats.records and stats.push.accepted == 0
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     current.close()
-    assert "host_cpu_usage_percent" in page and 'host_memory_bytes{kind="total"}' in page
+    assert "host_cpu_usage_ratio" in page and "host_memory_total_bytes" in page
+    # the spool's depth, as the operator sees it while the receiver is down
+    assert f"telemetry_client_spool_batches {float(stats.records)}" in page
     with IngestClient(f"127.0.0.1:{receiver.port}", TOKEN, spool_dir=spool) as up:
         assert up.flush_spool().accepted == stats.records
     stored = db.execute("select sum(samples) from raw.host_minutes where host_id = 'spooled-host'").fetchone()[0]

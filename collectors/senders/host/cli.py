@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     current = None
     if args.metrics_port:
-        current = CurrentValues()
+        current = CurrentValues(spool=client.spool if client is not None else None)
         port = current.serve(args.metrics_port, args.metrics_addr)
         print(f"telemetry-host-collector: /metrics on {args.metrics_addr}:{port}", file=sys.stderr)
     stop = threading.Event()

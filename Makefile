@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_DIR := collectors/proto
 
-.PHONY: help venv browser proto proto-check lint test test-fast bench demo clean
+.PHONY: help venv browser promtool proto proto-check lint test test-fast bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -42,12 +42,27 @@ browser:  ## install Debian's chromium for the browser test (apt-get, as root) u
 	}
 	@chromium --version
 
-test: $(STAMP) browser  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
+# The monitoring tests check the Prometheus config and rules with Debian's promtool and scrape a receiver with its
+# prometheus; installed when missing. Where systemd runs, the package's own service is stopped and disabled again:
+# the tests start the server themselves, and nothing else here needs one listening on :9090.
+promtool:  ## install Debian's prometheus (promtool and the server, for tests/monitoring) unless it is there
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "error: promtool is missing and installing it needs root: run 'sudo make promtool'" \
+	      "(or 'sudo apt-get install prometheus')" >&2; exit 1; \
+	  fi; \
+	  echo "installing prometheus (Debian package: promtool and the server) for the monitoring tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi; \
+	}
+	@promtool --version 2>&1 | head -n 1
+
+test: $(STAMP) browser promtool  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Quick feedback while working: everything but the Airflow end-to-end runs and the long suites (fault, load, fuzz,
 # and the tests marked slow), with the fuzzers on few examples; `make test` runs them all.
-test-fast: $(STAMP)  ## the suite without the Airflow end-to-end, fault, load, fuzz and slow tests (a few minutes)
+test-fast: $(STAMP) promtool  ## the suite without the Airflow end-to-end, fault, load, fuzz and slow tests (a few minutes)
 	TELEMETRY_FUZZ_EXAMPLES=20 $(BIN)/pytest -m "not e2e and not slow and not fault and not load and not fuzz" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.json

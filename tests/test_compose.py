@@ -2,10 +2,11 @@
 
 Every command's executable is checked against its source (the Airflow CLI parser of the pinned Airflow,
 the console scripts of pyproject.toml and their --help, importable modules, or the few tools the
-PostgreSQL, Redis and Airflow images ship); every bind-mounted host path exists in the repository and
-every container path the environment names lies under a mount; every ${VAR} is documented in
-.env.example and every variable there is used; TELEMETRY_* keys are settings of collectors.config
-(or variables the code reads), AIRFLOW__SECTION__KEY keys are Airflow options; secrets are references.
+PostgreSQL, Redis, Airflow and Prometheus images ship; Prometheus' flags against Debian's prometheus); every
+bind-mounted host path exists in the repository and every container path the environment names lies under a
+mount; every ${VAR} is documented in .env.example and every variable there is used; TELEMETRY_* keys are
+settings of collectors.config (or variables the code reads), AIRFLOW__SECTION__KEY keys are Airflow options;
+secrets are references.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,6 +32,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from collectors.monitoring import PROMETHEUS_CONFIG
 from collectors.orchestration.warehouse_connection import WAREHOUSE_CONN_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +53,7 @@ PROJECT_SERVICES = {
     "receiver": "telemetry-receiver",
     "host-collector": "telemetry-host-collector",
 }
-EXPECTED_SERVICES = AIRFLOW_SERVICES | set(PROJECT_SERVICES) | {"redis", "postgres", "warehouse"}
+EXPECTED_SERVICES = AIRFLOW_SERVICES | set(PROJECT_SERVICES) | {"redis", "postgres", "warehouse", "prometheus"}
 
 # What the images themselves bring (not this repository): executables and the environment their
 # entrypoints read. The Airflow image's entrypoint is scripts/docker/entrypoint_prod.sh of apache/airflow.
@@ -58,6 +61,7 @@ IMAGE_TOOLS = {
     "postgres": {"psql", "pg_isready"},
     "redis": {"redis-cli"},
     "apache/airflow": {"curl", "celery"},
+    "prom/prometheus": {"prometheus", "promtool", "wget"},  # wget: the image's busybox
 }
 IMAGE_ENV = {
     "postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE"},
@@ -69,7 +73,10 @@ IMAGE_ENV = {
         "_AIRFLOW_WWW_USER_PASSWORD",
         "DUMB_INIT_SETSID",
     },
+    "prom/prometheus": set(),
 }
+# Images whose entrypoint is their program: a service's command is that program's arguments.
+IMAGE_PROGRAMS = {"prom/prometheus": "prometheus"}
 AIRFLOW_IMAGE_ENTRYPOINT_PASSTHROUGH = {"bash", "python", "airflow"}  # anything else is an airflow subcommand
 INIT_WRAPPER = ["/usr/bin/dumb-init", "--"]
 # The Celery CLI group comes from apache-airflow-providers-celery (in the apache/airflow image, not in the
@@ -178,6 +185,8 @@ def run_argv(service: dict[str, Any]) -> list[str]:
         assert entrypoint == INIT_WRAPPER, f"unexpected entrypoint {entrypoint}"
         return [interpolate(a) for a in command]
     command = [interpolate(a) for a in command]
+    if image_family(service) in IMAGE_PROGRAMS:
+        return [IMAGE_PROGRAMS[image_family(service)], *command]
     if image_family(service) == "apache/airflow" and command and command[0] not in AIRFLOW_IMAGE_ENTRYPOINT_PASSTHROUGH:
         return ["airflow", *command]
     return command
@@ -599,3 +608,49 @@ def test_the_receiver_and_the_host_collector_serve_metrics_to_the_compose_networ
     for name in ("receiver", "host-collector"):
         env = services()[name]["environment"]
         assert env.get("TELEMETRY_METRICS_ADDR") == "0.0.0.0", name
+
+
+# --- monitoring ---------------------------------------------------------------------------------------
+
+
+def prometheus_flags() -> dict[str, str]:
+    command = run_argv(services()["prometheus"])
+    assert command[0] == "prometheus", command
+    return dict(token.removeprefix("--").split("=", 1) for token in command[1:])
+
+
+def test_prometheus_runs_the_checked_config_and_keeps_its_data_in_a_volume() -> None:
+    """The config Prometheus reads is collectors/monitoring/prometheus.yml (promtool-checked in tests/monitoring),
+    its alert rules beside it; its samples outlive the container."""
+    flags = prometheus_flags()
+    targets = {target: source for source, target in mounts(services()["prometheus"])}
+    config = PurePosixPath(flags["config.file"])
+    source = targets.get(str(config.parent))
+    assert source is not None, f"{config.parent} is not a mount"
+    assert (COMPOSE_FILE.parent / source / config.name).resolve() == PROMETHEUS_CONFIG
+    rule_files = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"]
+    assert rule_files and all((PROMETHEUS_CONFIG.parent / rules).is_file() for rules in rule_files)
+    assert targets.get(flags["storage.tsdb.path"]) in (compose().get("volumes") or {}), "TSDB on a named volume"
+
+
+def test_prometheus_flags_exist() -> None:
+    """Every flag is one Debian's prometheus (the one tests/monitoring runs, `make promtool`) accepts."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is missing: run `make promtool` (as root; `make test` does it)", pytrace=False)
+    done = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    known = done.stdout + done.stderr  # kingpin prints its help on stderr
+    for flag in prometheus_flags():
+        assert re.search(rf"--{re.escape(flag)}=", known), f"prometheus has no --{flag}"
+
+
+def test_prometheus_scrapes_the_receiver_and_the_host_collector_where_they_listen() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {
+        job["job_name"]: [t for s in job["static_configs"] for t in s["targets"]] for job in config["scrape_configs"]
+    }
+    receiver_port = services()["receiver"]["environment"]["TELEMETRY_METRICS_PORT"]
+    collector = run_argv(services()["host-collector"])
+    collector_port = collector[collector.index("--metrics-port") + 1]
+    assert jobs["receiver"] == [f"receiver:{receiver_port}"]
+    assert jobs["host-collector"] == [f"host-collector:{collector_port}"]

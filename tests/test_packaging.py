@@ -1,6 +1,7 @@
 """A non-editable install works without the checkout: the wheel carries the package, its data (migrations,
-templates, the proto) and the dbt project; the CLIs run and the DAGs parse against the installed package. A plain
-install of the wheel, in a fresh venv, is the sender side only and sends to a real receiver."""
+templates, the proto, the Prometheus config and alert rules) and the dbt project; the CLIs run and the DAGs parse
+against the installed package. A plain install of the wheel, in a fresh venv, is the sender side only and sends
+to a real receiver."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "collectors/warehouse/migrations/script.py.mako",
         "collectors/orchestration/templates/report.html",
         "collectors/proto/telemetry/v1/ingest.proto",
+        "collectors/monitoring/prometheus.yml",
+        "collectors/monitoring/alerts.yml",
     ):
         assert expected in names, expected
     target = root / "site"

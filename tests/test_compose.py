@@ -654,3 +654,12 @@ def test_prometheus_scrapes_the_receiver_and_the_host_collector_where_they_liste
     collector_port = collector[collector.index("--metrics-port") + 1]
     assert jobs["receiver"] == [f"receiver:{receiver_port}"]
     assert jobs["host-collector"] == [f"host-collector:{collector_port}"]
+
+
+def test_no_two_services_publish_the_same_host_port() -> None:
+    published: dict[str, str] = {}
+    for name, service in services().items():
+        for mapping in service.get("ports", ()):
+            host = interpolate(str(mapping)).rsplit(":", 1)[0].rsplit(":", 1)[-1]
+            assert host not in published, f"{name} and {published.get(host)} both publish host port {host}"
+            published[host] = name

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import urllib.request
 
 import grpc
@@ -296,3 +298,11 @@ def test_server_reflection_lists_the_services_without_a_token_and_can_be_switche
         assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         quiet.stop(grace=5)
+
+
+def test_the_health_probe_says_serving_or_why_not(receiver: Receiver) -> None:
+    probe = [sys.executable, "-m", "collectors.receiver.probe", "--timeout", "2", "--target"]
+    up = subprocess.run([*probe, f"127.0.0.1:{receiver.port}"], capture_output=True, text=True, timeout=30)
+    assert up.returncode == 0 and up.stdout.strip().endswith("SERVING"), up.stderr
+    down = subprocess.run([*probe, f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30)
+    assert (down.returncode == 1 and "UNAVAILABLE" in down.stderr) or "DEADLINE_EXCEEDED" in down.stderr

@@ -18,12 +18,12 @@ the api-server's health endpoint and the DAGs being served, and stopping is per 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,18 +39,13 @@ from typing import Any
 import psycopg
 
 from collectors.config import CHECKOUT
+from collectors.dev.ports import free_port
 
 # the checkout's dags/ and plugins/ (this harness runs from a checkout)
 REPO_ROOT = CHECKOUT or Path.cwd()
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_STATES = frozenset({"success", "failed"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class AirflowCommandError(RuntimeError):
@@ -134,33 +129,29 @@ class LocalAirflow:
                 conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(name)))
         self.airflow("db", "migrate")
 
-    def dags_test(
-        self, dag_id: str, logical_date: dt.datetime, conf: dict | None = None
-    ) -> subprocess.CompletedProcess:
-        """``airflow dags test``: one run in this process tree, no scheduler. Does not raise on a failed run."""
-        args = ["dags", "test", dag_id, logical_date.isoformat()]
-        if conf:
-            args += ["--conf", json.dumps(conf)]
-        return self.airflow(*args, check=False)
-
     @contextmanager
     def services(self, names: Sequence[str] = SERVICES, ready_timeout: float = 120) -> Iterator[LocalAirflow]:
         """Start the services as child processes; stop all of them (SIGTERM, then SIGKILL) on exit."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
+            processes: list[subprocess.Popen] = []
+            stack.callback(_stop, processes)
             for name in names:
                 log_file = stack.enter_context((logs / f"{name}.log").open("ab"))
-                process = subprocess.Popen(
-                    [str(AIRFLOW_BIN), name],
-                    env=self.env(),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                processes.append(
+                    subprocess.Popen(
+                        [str(AIRFLOW_BIN), name],
+                        env=self.env(),
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
                 )
-                stack.callback(_stop, process)
             if "api-server" in names:
                 self.wait_ready(ready_timeout)
+                if "scheduler" in names:  # tasks will run
+                    self._warm_execution_api(ready_timeout)
             yield self
 
     def wait_ready(self, timeout: float) -> None:
@@ -177,6 +168,15 @@ class LocalAirflow:
                     f"the api-server did not answer on {self.api_url} within {timeout:.0f} s; see {self.home / 'logs'}"
                 )
             time.sleep(1)
+
+    def _warm_execution_api(self, timeout: float) -> None:
+        # The task execution API (a Cadwyn app) builds its versioned routes on its first request, 8 to 13 s on two
+        # cores; the first task's first call would give up after 5 s and retry, so the first task would pay it.
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/execution/health", timeout=timeout):
+                pass
+        except urllib.error.HTTPError:
+            pass  # any answer means the routes are built
 
     def token(self) -> str:
         """A JWT for the REST API: with every user an admin, ``GET /auth/token`` gives one without credentials."""
@@ -257,6 +257,10 @@ class LocalAirflow:
         self.api("POST", f"dags/{dag_id}/dagRuns", body)
         return run_id
 
+    def clear(self, dag_id: str, run_id: str) -> None:
+        """Run a finished run again, every task of it (what "Clear" does in the UI)."""
+        self.api("POST", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/clear", {"dry_run": False})
+
     def runs(self, dag_id: str, run_type: str | None = None, **query: Any) -> list[dict[str, Any]]:
         """Every run of ``dag_id`` (optionally of one run type) as the REST API describes it."""
         if run_type:
@@ -282,6 +286,18 @@ class LocalAirflow:
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         return {task: str(ti["state"]) for task, ti in self.task_instances(dag_id, run_id).items()}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The log of one try of a task, as text (one line per log event)."""
+        path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
+        lines = []
+        for line in self.api("GET", path, full_content="true")["content"]:
+            if isinstance(line, str):
+                lines.append(line)
+                continue
+            lines.append(str(line.get("event", "")))
+            lines += [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in line.get("error_detail") or ()]
+        return "\n".join(lines)
 
     def wait_run(
         self, dag_id: str, run_id: str, *, timeout: float = 900, progress: Callable[[str], None] | None = None
@@ -312,10 +328,12 @@ class LocalAirflow:
     ) -> dict[dt.datetime, str]:
         """A backfill of the runs whose logical dates fall in [start, end]; wait for them.
 
-        Needs ``services()``. Returns each run's final state by data interval start.
+        Needs ``services()``. Returns each run's final state by data interval start. A backfill of the same DAG
+        still open is waited for first.
         """
         self.unpause(dag_id)
-        created = self.api(
+        self._wait_backfills_complete(dag_id, timeout)
+        self.api(
             "POST",
             "backfills",
             {
@@ -332,23 +350,43 @@ class LocalAirflow:
             states = self.run_states(dag_id, run_type="backfill", **window)
             if progress:
                 progress(states)
-            done = self.api("GET", f"backfills/{created['id']}")["completed_at"] is not None
-            if states and done and all(state in TERMINAL_STATES for state in states.values()):
+            # every run of a backfill exists once it is created; the scheduler marks the backfill complete later
+            if states and all(state in TERMINAL_STATES for state in states.values()):
                 return states
             if time.monotonic() > deadline:
                 raise TimeoutError(f"backfill of {dag_id} not finished after {timeout:.0f} s: {states}")
             time.sleep(2)
 
+    def _wait_backfills_complete(self, dag_id: str, timeout: float) -> None:
+        # Airflow refuses a second open backfill of a DAG (409), and the scheduler marks a backfill complete only
+        # on a 30-s timer once its runs are finished. Cancelling it instead would leave it paused, and the
+        # scheduler starts no queued run of a paused backfill, so a run of it cleared later would never start.
+        deadline = time.monotonic() + timeout
+        while True:
+            backfills = self._paged("backfills", "backfills", dag_id=dag_id)
+            open_ids = [backfill["id"] for backfill in backfills if backfill["completed_at"] is None]
+            if not open_ids:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfills {open_ids} of {dag_id} still open after {timeout:.0f} s")
+            time.sleep(1)
 
-def _stop(process: subprocess.Popen, grace: float = 20) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+
+def _stop(processes: Sequence[subprocess.Popen], grace: float = 20) -> None:
+    """SIGTERM to every process group at once (each service takes seconds to drain), SIGKILL to what outlives
+    the grace."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def reset_home(home: Path) -> None:

@@ -1,17 +1,22 @@
-"""A past week built through a running Airflow (api-server, scheduler, dag-processor, triggerer) with backfills
-gives the same marts as the scheduled runs would, row for row.
+"""A past week built through a running Airflow (api-server, scheduler, dag-processor, triggerer) with range runs
+and backfills gives the same marts as the scheduled runs would, row for row.
 
-The scheduled runs' result is built below Airflow in a copy of the same landed week: the hourly range in one
-call (equal to one build per hour: tests/dbt/test_week_hour_by_hour.py), then each day, then the week. The
-Airflow side is ``collectors.dev.week_runs.run_week``, the code ``make demo`` runs.
+The scheduled runs' result is built below Airflow, in a copy of the same landed week, while Airflow works: the
+hourly range in one call (equal to one build per hour: tests/dbt/test_week_hour_by_hour.py), then each day,
+then the week. The Airflow side is ``collectors.dev.week_runs.run_week``, the code ``make demo`` runs: the hourly
+DAG in one range run, the daily DAG in a range run over the first six days and a backfill of the last (the demo
+backfills all seven; each daily run costs two dbt tasks), the weekly DAG as a backfill (build, Great
+Expectations, cleanup).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -19,10 +24,10 @@ import pytest
 
 from collectors.config import RetentionDays
 from collectors.dev import local_postgres
-from collectors.dev.local_airflow import LocalAirflow
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.week_runs import last_complete_week, run_week
 from collectors.orchestration import dbt_runner as dbt
+from tests.e2e.conftest import ModuleAirflow, running_airflow
 from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +44,7 @@ WEEKLY_MARTS = (
 )
 WEEK_START = last_complete_week()
 WEEK_END = WEEK_START + dt.timedelta(days=7)
+BACKFILLED_DAYS = 1
 
 
 @pytest.fixture(scope="module")
@@ -68,57 +74,85 @@ def landed(
         local_postgres.drop_database(pg_server.url, name)
 
 
-def copy_of(server: local_postgres.PostgresServer, template: str) -> str:
-    return local_postgres.create_database(server.url, f"{template}_{uuid.uuid4().hex[:4]}", template=template)
+@pytest.fixture(scope="module")
+def starting_airflow(
+    pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], ModuleAirflow]]:
+    # the last day's reliability would wait out its lag (until tomorrow on a Monday)
+    with running_airflow(pg_server, tmp_path_factory.mktemp("airflow"), TELEMETRY_RELIABILITY_LAG_WINDOWS="0") as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def airflow(starting_airflow: Callable[[], ModuleAirflow], landed: str) -> ModuleAirflow:
+    """The module's Airflow, started before the week is landed (so that it boots meanwhile)."""
+    return starting_airflow()
+
+
+def builds(url: str, cadence: str) -> list[tuple[str, dt.datetime, dt.datetime, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select part, window_start, window_end, run_id from quality.dbt_builds where cadence = %s"
+            " order by part, window_start",
+            (cadence,),
+        ).fetchall()
+
+
+def tiles(rows: list[tuple[str, dt.datetime, dt.datetime, str]], part: str, start: dt.datetime, end: dt.datetime):
+    """The part's builds cover ``[start, end)`` exactly once: each starts where the one before ended."""
+    bounds = [(s, e) for p, s, e, _ in rows if p == part]
+    return (
+        bool(bounds)
+        and bounds[0][0] == start
+        and bounds[-1][1] == end
+        and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    )
+
+
+def scheduled_runs(url: str, target: Path) -> None:
+    """The marts the scheduled runs would build, below Airflow: the hourly range in one call (equal to one build
+    per hour: tests/dbt/test_week_hour_by_hour.py), then each day, then the week."""
+
+    def build(select: str, start: dt.datetime, end: dt.datetime) -> None:
+        dbt.build(select, start, end, database_url=url, data_tests=False, target_path=target)
+
+    build("+tag:hourly", WEEK_START, WEEK_END)
+    for day in range(7):
+        build("+tag:daily", WEEK_START + dt.timedelta(days=day), WEEK_START + dt.timedelta(days=day + 1))
+    build("+tag:weekly", WEEK_START, WEEK_END)
 
 
 def test_a_backfilled_week_equals_the_scheduled_runs(
-    pg_server: local_postgres.PostgresServer, landed: str, tmp_path: Path
+    airflow: ModuleAirflow, landed: str, pg_server: local_postgres.PostgresServer, tmp_path: Path
 ) -> None:
     marts = HOURLY_MARTS + DAILY_MARTS + WEEKLY_MARTS
-    scheduled_url, airflow_url = copy_of(pg_server, landed), copy_of(pg_server, landed)
-    meta_url = local_postgres.create_database(pg_server.url, f"airflow_{landed}")
+    airflow_url = airflow.use_warehouse(landed)
+    scheduled_url = local_postgres.create_database(pg_server.url, f"{landed}_{uuid.uuid4().hex[:4]}", template=landed)
+    pool = ThreadPoolExecutor(1)
     try:
-
-        def build(select: str, start: dt.datetime, end: dt.datetime) -> None:
-            dbt.build(select, start, end, database_url=scheduled_url, data_tests=False, target_path=tmp_path / "dbt")
-
-        build("+tag:hourly", WEEK_START, WEEK_END)
-        for day in range(7):
-            build("+tag:daily", WEEK_START + dt.timedelta(days=day), WEEK_START + dt.timedelta(days=day + 1))
-        build("+tag:weekly", WEEK_START, WEEK_END)
-        expected = snapshot(scheduled_url, marts)
-        assert len(expected["fct_telemetry_day"]) == 7 and len(expected["fct_telemetry_week"]) == 1
-
-        airflow = LocalAirflow(
-            tmp_path / "home",
-            meta_url,
-            airflow_url,
-            extra_env={
-                "TELEMETRY_ARTEFACTS_DIR": str(tmp_path / "artefacts"),
-                "TELEMETRY_GX_DIR": str(tmp_path / "gx"),
-                # the last day's reliability would wait out its lag (until tomorrow on a Monday)
-                "TELEMETRY_RELIABILITY_LAG_WINDOWS": "0",
-                # nothing is scheduled on its own: only the backfills run
-                "TELEMETRY_SCHEDULE_START": (WEEK_END + dt.timedelta(days=30)).isoformat(),
-            },
-        )
-        airflow.migrate()
+        # built while Airflow works (this process only polls it meanwhile)
+        reference = pool.submit(scheduled_runs, scheduled_url, tmp_path / "dbt")
         lines: list[str] = []
-        with airflow.services():
-            runs = run_week(airflow, WEEK_START, progress=lines.append)
+        runs = run_week(airflow, WEEK_START, backfilled_days=BACKFILLED_DAYS, progress=lines.append)
         print("\n".join(lines))
         assert runs.succeeded, (runs, lines)
-        assert sorted(runs.daily) == [WEEK_START + dt.timedelta(days=d) for d in range(7)]
+        assert sorted(runs.daily) == [WEEK_END - dt.timedelta(days=d) for d in range(BACKFILLED_DAYS, 0, -1)]
         assert list(runs.weekly) == [WEEK_START]
+        reference.result()
+        expected = snapshot(scheduled_url, marts)
+        assert len(expected["fct_telemetry_day"]) == 7 and len(expected["fct_telemetry_week"]) == 1
         assert snapshot(airflow_url, marts) == expected
         with psycopg.connect(airflow_url) as conn:
             verdict = conn.execute("select bool_and(success), count(*) from quality.validation_runs").fetchone()
-            daily_builds = conn.execute(
-                "select count(*) from quality.dbt_builds where cadence = 'daily' and dag_id = 'telemetry_daily'"
-            ).fetchone()[0]
         assert verdict[0] is True and verdict[1] > 0
-        assert daily_builds == 14  # marts and reliability of each day
+        hourly, daily = builds(airflow_url, "hourly"), builds(airflow_url, "daily")
+        assert [(p, s, e) for p, s, e, _ in hourly] == [
+            ("marts", WEEK_START, WEEK_END),
+            ("reliability", WEEK_START, WEEK_END),
+        ]
+        assert len(daily) == 2 * (1 + BACKFILLED_DAYS)  # marts and reliability of the range run and of each day
+        assert all(tiles(daily, part, WEEK_START, WEEK_END) for part in ("marts", "reliability")), daily
+        assert len({run_id for *_, run_id in daily}) == 1 + BACKFILLED_DAYS
     finally:
-        for url in (scheduled_url, airflow_url, meta_url):
-            local_postgres.drop_database(pg_server.url, local_postgres.database_name(url))
+        pool.shutdown()
+        local_postgres.drop_database(pg_server.url, local_postgres.database_name(scheduled_url))

@@ -25,7 +25,7 @@ from collectors.ingest.registry import RAW_TABLES
 
 # Settings that may hold a secret can also be read from a file named by <VARIABLE>_FILE (the convention of
 # Docker and Kubernetes secrets), so the value appears neither in `ps` nor in the process environment.
-SECRET_FILE_SETTINGS = ("database_url", "ingest_database_url", "ingest_tokens")
+SECRET_FILE_SETTINGS = ("database_url", "ingest_database_url", "ingest_tokens", "sampling_salt")
 # What gRPC metadata (and an HTTP header) can carry: visible ASCII; a token must not contain spaces either.
 _TOKEN_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     hash_receiver_keys: bool = False  # store HMAC-SHA256(salt, receiver_public_key) instead of the key
     receiver_key_salt: SecretStr = SecretStr("")  # the HMAC key; required (16+ characters) with hash_receiver_keys
 
+    # Sampling of product events by user, by the senders that read these settings (the JSONL loader; a client
+    # built with Sampling.from_settings): the share of users kept per "channel/event", "channel" or "*" (the most
+    # specific wins, 1 when none matches), as JSON, e.g. {"app": 0.1, "app/purchase": 1}. The salt keys the hash
+    # that picks the users: keep it secret and stable, or another set of users is sampled from then on.
+    sampling_rates: dict[str, float] = Field(default_factory=dict)
+    sampling_salt: SecretStr = SecretStr("")
+
     retention: RetentionDays = Field(default_factory=RetentionDays)
 
     # Orchestration (Airflow DAGs)
@@ -190,6 +197,17 @@ class Settings(BaseSettings):
             for path in value:
                 if not isinstance(path, str) or not all(path.split(".")):
                     raise ValueError(f"{path!r} is not a key path like 'email' or 'device.ip'")
+        return value
+
+    @field_validator("sampling_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, rate in value.items():
+            parts = key.split("/")
+            if key != "*" and (len(parts) > 2 or not all(parts) or "*" in key):
+                raise ValueError(f"{key!r} is not 'channel/event', 'channel' or '*'")
+            if not 0 < rate <= 1:
+                raise ValueError(f"the rate of {key!r} must be in (0, 1], not {rate}")
         return value
 
     @model_validator(mode="after")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
+from pydantic import ValidationError
 
+from collectors.config import Settings
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.proto.telemetry.v1 import ingest_pb2_grpc
 from collectors.receiver.server import Receiver
@@ -110,3 +113,71 @@ def test_the_loader_keeps_a_lines_sample_rate_and_refuses_dnt_lines(warehouse_ur
         3: "the user opted out of tracking (dnt): the event is not stored",
         4: "sample_rate must be in (0, 1], not 0.0",
     }
+
+
+def sampling_lines(users: int) -> list[dict]:
+    """Two lines per user: an app event (sampled at the configured rate) and a store event (rate 1)."""
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat()
+    base = {"schema_version": "telemetry_event_v1", "timestamp": at}
+    return [
+        base | {"event_id": f"{kind}-{u}", "user_id": f"user-{u}", "channel": kind, "event": "open"}
+        for u in range(users)
+        for kind in ("app", "store")
+    ]
+
+
+@pytest.mark.parametrize("path", ["copy", "receiver"])
+def test_the_loader_samples_the_users_the_senders_keep_from_the_settings(
+    path: str,
+    receiver: Receiver,
+    warehouse_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setenv("TELEMETRY_SAMPLING_RATES", '{"app": 0.3, "*": 1}')
+    monkeypatch.setenv("TELEMETRY_SAMPLING_SALT", "loader-salt")
+    monkeypatch.setenv("TELEMETRY_TOKEN", TOKEN)
+    lines = sampling_lines(200)
+    own = lines[0] | {"event_id": "own-rate", "user_id": "upstream", "sample_rate": 0.5}  # sampled upstream
+    dnt = lines[0] | {"event_id": "flagged", "user_id": "user-0", "dnt": True}
+    file = tmp_path / "events.jsonl"
+    file.write_text("".join(json.dumps(line) + "\n" for line in [*lines, own, dnt]))
+    args = [str(file), "--database-url", warehouse_url, "--no-progress", "-q"]
+    if path == "receiver":
+        args += ["--target", f"127.0.0.1:{receiver.port}"]
+    assert load_events(args) == 0
+
+    sampling = Sampling(rates={"app": 0.3}, salt="loader-salt")  # what any sender with these settings keeps
+    kept = {f"user-{u}" for u in range(200) if sampling.position(f"user-{u}") < 0.3}
+    assert 30 < len(kept) < 90
+    with psycopg.connect(warehouse_url) as conn:
+        stored = conn.execute("select channel, user_id, sample_rate from raw.product_events").fetchall()
+        rejected = conn.execute("select reason from raw.rejects").fetchall()
+    assert sorted(stored) == sorted(
+        [("app", u, 0.3) for u in kept] + [("store", f"user-{u}", 1.0) for u in range(200)] + [("app", "upstream", 0.5)]
+    )
+    assert rejected == [("the user opted out of tracking (dnt): the event is not stored",)]
+    summary = capsys.readouterr().err
+    assert f"{len(lines) + 2} lines, {len(kept) + 201} landed" in summary
+    assert f"sampled out {200 - len(kept)}" in summary
+
+
+def test_sampling_settings_are_checked_and_build_the_senders_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEMETRY_SAMPLING_RATES", '{"app": 0.1, "app/purchase": 1, "*": 0.5}')
+    monkeypatch.setenv("TELEMETRY_SAMPLING_SALT", "s3cret")
+    sampling = Sampling.from_settings(Settings())
+    assert (sampling.rate("app", "open"), sampling.rate("app", "purchase"), sampling.rate("game", "x")) == (0.1, 1, 0.5)
+    assert "s3cret" not in repr(sampling)
+    for rates, message in (('{"app": 0}', "must be in (0, 1]"), ('{"a/b/c": 0.5}', "is not 'channel/event'")):
+        monkeypatch.setenv("TELEMETRY_SAMPLING_RATES", rates)
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            Settings()
+
+
+def test_an_event_that_carries_its_rate_is_kept_as_it_is() -> None:
+    sampling = Sampling(rates={"*": 0.01}, salt="x")
+    events = [event(f"e{i}", f"user-{i}", sample_rate=0.5) for i in range(50)]
+    kept, sampled_out, opted_out = sampling.select(events)
+    assert (len(kept), sampled_out, opted_out) == (50, 0, 0)
+    assert {e.sample_rate for e in events} == {0.5}

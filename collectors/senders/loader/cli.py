@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "TELEMETRY_INGEST_TOKENS); otherwise rows are COPYed straight into --database-url, one "
             "transaction per file. Exit status: 0 loaded (rejects are recorded, not fatal), 1 --strict "
             "stopped or the destination failed, 2 bad usage. Loading a file again is always safe: lines "
-            "already stored count as duplicates."
+            "already stored count as duplicates. Sampling: with TELEMETRY_SAMPLING_RATES (and "
+            "TELEMETRY_SAMPLING_SALT) lines of users outside the sample are skipped and counted as sampled "
+            "out, the same users the senders keep; kept lines get their sample_rate unless they carry one."
         ),
     )
     parser.add_argument("files", nargs="+", type=Path, help="JSON Lines files (.jsonl or .jsonl.gz)")
@@ -90,7 +92,8 @@ def print_report(report: FileReport, quiet: bool) -> None:
     state = "STOPPED (--strict), nothing landed" if report.stopped else "done"
     print(
         f"{report.path}: {state}; {report.lines} lines, {report.accepted} landed, "
-        f"{report.duplicates} duplicates, {report.rejected} rejected, {report.blank} blank",
+        f"{report.duplicates} duplicates, {report.rejected} rejected, {report.blank} blank"
+        + (f", {report.sampled_out} sampled out" if report.sampled_out else ""),
         file=sys.stderr,
     )
     if report.stopped:
@@ -188,9 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     accepted = sum(r.accepted for r in reports)
     duplicates = sum(r.duplicates for r in reports)
     rejected = sum(r.rejected for r in reports)
+    sampled_out = sum(r.sampled_out for r in reports)
     print(
         f"{PROG}: {len(reports)} file(s), {lines} lines in {elapsed:.1f} s; "
-        f"landed {accepted}, duplicates {duplicates}, rejected {rejected}" + (" (dry run)" if args.dry_run else ""),
+        f"landed {accepted}, duplicates {duplicates}, rejected {rejected}"
+        + (f", sampled out {sampled_out}" if sampled_out else "")
+        + (" (dry run)" if args.dry_run else ""),
         file=sys.stderr,
     )
     return 1 if any(r.stopped for r in reports) else 0

@@ -13,6 +13,7 @@ import psycopg
 from collectors.config import Settings
 from collectors.ingest import registry
 from collectors.ingest.writer import BatchWriter, Reject, TableWrite
+from collectors.senders.client.sampling import Sampling
 from collectors.senders.loader.prepare import SOURCE, PreparedBatch, prepare_rows
 from collectors.senders.loader.sinks import BatchReport, ChunkLines, rule_bounds
 from collectors.senders.loader.source import Chunk
@@ -36,7 +37,9 @@ class DatabaseSink:
 
     def __init__(self, database_url: str, settings: Settings, *, default_user_id: str = "") -> None:
         self.bounds = rule_bounds(settings)
-        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=self.bounds)
+        self.prepare = functools.partial(
+            prepare_rows, default_user_id=default_user_id, bounds=self.bounds, sampling=Sampling.from_settings(settings)
+        )
         self.conn = connect(database_url, autocommit=True)
         self.writer = BatchWriter(_OneConnection(self.conn), max_reject_bytes=settings.max_reject_bytes)
         self.file_name: str | None = None

@@ -36,6 +36,7 @@ class FileReport:
     blank: int = 0
     accepted: int = 0
     duplicates: int = 0
+    sampled_out: int = 0  # lines of users outside the sample (TELEMETRY_SAMPLING_RATES): skipped, not rejects
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason), in line order
     stopped: StrictModeStop | None = None  # set when --strict stopped the file: nothing of it landed
 
@@ -101,6 +102,7 @@ def load_file(
             for chunk, batch in prepared(sink, source.chunks(batch_lines, max_line_bytes), pool, window):
                 report.lines += batch.lines
                 report.blank += batch.blank
+                report.sampled_out += batch.sampled_out
                 if strict and batch.rejects:
                     raise StrictModeStop(*batch.rejects[0][:2])
                 outcome = sink.land(chunk, batch)
@@ -112,7 +114,7 @@ def load_file(
                 bar.update(source.position - bar.n)
     except StrictModeStop as stop:
         report.stopped = stop
-        report.accepted = report.duplicates = 0
+        report.accepted = report.duplicates = report.sampled_out = 0
     finally:
         bar.close()
     report.rejects.sort()

@@ -1,8 +1,15 @@
 """The CPU-bound stage of loading, run in worker processes for large files: lines in, rows or events out.
 
-Workers import only this module's light dependencies (the line parser and the
-receiver's record rules); results carry line numbers, and the bytes only of
-refused lines, so the main process, which keeps each chunk, mostly just COPYs.
+Workers import only this module's light dependencies (the line parser, the
+receiver's record rules and the client's sampling); results carry line numbers,
+and the bytes only of refused lines, so the main process, which keeps each
+chunk, mostly just COPYs.
+
+Sampling is the client's :class:`Sampling`, so a file loaded here keeps the
+same users as the deployment's senders: a line whose user is outside the sample
+is skipped and counted, a kept line gets its rate unless it carries one. Lines
+flagged ``dnt`` are not sampled: the record rules refuse them with their reason,
+whoever their user is.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 from collectors.ingest import registry, rules
 from collectors.ingest.event_lines import LineRefused, ParsedEvent, parse_line
 from collectors.ingest.privacy import NO_PRIVACY, Privacy
+from collectors.senders.client.sampling import Sampling
 from collectors.senders.loader.source import Chunk
 
 SOURCE = registry.PRODUCT_EVENTS.name
@@ -22,6 +30,7 @@ EVENT_ROW = rules.row_builder(registry.PRODUCT_EVENTS)  # the receiver's rules f
 # Batch ids of a file's chunks are derived from the file's name and the chunk's contents, so loading a file again
 # gives the same ids and its rejects collapse on (batch id, line) as its events do on their ids.
 BATCH_NAMESPACE = uuid.UUID("5d1f3c52-8d0c-4b8e-9a5e-7a1f0c2b9e41")
+NO_SAMPLING = Sampling()
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class PreparedBatch:
     lines: int = 0
     blank: int = 0
     conflicts: int = 0
+    sampled_out: int = 0  # lines of users outside the sample: skipped
     rejects: list[tuple[int, str, rules.Kept]] = field(default_factory=list)  # (line number, reason, kept)
     event_rows: list[tuple] = field(default_factory=list)  # raw.product_events rows
     event_lines: list[int] = field(default_factory=list)
@@ -84,8 +94,14 @@ def _oversized_reject(chunk: Chunk, number: int, bounds: RuleBounds) -> tuple[in
     return number, reason, rules.Kept(b"", sha256=line.sha256, size=line.size)
 
 
-def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
-    """Parse each line and apply the receiver's row rules: rows to COPY, or rejects."""
+def _sampled_out(event: ParsedEvent, sampling: Sampling) -> bool:
+    return not event.dnt and not sampling.keep(event)  # type: ignore[arg-type]
+
+
+def prepare_rows(
+    chunk: Chunk, default_user_id: str, bounds: RuleBounds, sampling: Sampling = NO_SAMPLING
+) -> PreparedBatch:
+    """Parse each line, sample it and apply the receiver's row rules: rows to COPY, or rejects."""
     batch = PreparedBatch(chunk_batch_id(chunk))
     limits = bounds.limits()
     accounts_earliest = bounds.limits(bounds.accounts_retention_days).earliest
@@ -100,7 +116,11 @@ def prepare_rows(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Prep
             batch.blank += 1
             continue
         try:
-            row = event_row(parse_line(raw, default_user_id=default_user_id), limits, batch_uuid)  # type: ignore[arg-type]
+            event = parse_line(raw, default_user_id=default_user_id)
+            if _sampled_out(event, sampling):
+                batch.sampled_out += 1
+                continue
+            row = event_row(event, limits, batch_uuid)  # type: ignore[arg-type]
             if is_account(row) and row[4].timestamp() < accounts_earliest:
                 raise rules.RecordRefused(
                     "account_created is older than the raw.accounts_created retention of "
@@ -136,8 +156,10 @@ def _refuse_conflicts(chunk: Chunk, batch: PreparedBatch, bounds: RuleBounds) ->
     batch.rejects.sort(key=lambda r: r[0])
 
 
-def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> PreparedBatch:
-    """Parse each line and check it with the receiver's row rules (so a refused line keeps its file
+def prepare_events(
+    chunk: Chunk, default_user_id: str, bounds: RuleBounds, sampling: Sampling = NO_SAMPLING
+) -> PreparedBatch:
+    """Parse each line, sample it and check it with the receiver's row rules (so a refused line keeps its file
     and line number); the events that pass are sent, and the receiver checks them again."""
     batch = PreparedBatch(chunk_batch_id(chunk))
     limits = bounds.limits()
@@ -151,6 +173,9 @@ def prepare_events(chunk: Chunk, default_user_id: str, bounds: RuleBounds) -> Pr
             continue
         try:
             event = parse_line(raw, default_user_id=default_user_id)
+            if _sampled_out(event, sampling):
+                batch.sampled_out += 1
+                continue
             EVENT_ROW(event, limits, batch.batch_id)  # type: ignore[arg-type]
         except (LineRefused, rules.RecordRefused) as refused:
             batch.rejects.append((number, str(refused), bounds.kept_line(raw)))

@@ -18,7 +18,7 @@ from typing import Protocol
 from collectors.config import Settings
 from collectors.ingest import registry, rules
 from collectors.ingest.privacy import Privacy
-from collectors.senders.client import IngestClient
+from collectors.senders.client import IngestClient, Sampling
 from collectors.senders.loader.prepare import SOURCE, PreparedBatch, RuleBounds, prepare_events, prepare_rows
 from collectors.senders.loader.source import Chunk
 
@@ -91,7 +91,12 @@ class ReceiverSink:
         *,
         default_user_id: str = "",
     ) -> None:
-        self.prepare = functools.partial(prepare_events, default_user_id=default_user_id, bounds=rule_bounds(settings))
+        self.prepare = functools.partial(
+            prepare_events,
+            default_user_id=default_user_id,
+            bounds=rule_bounds(settings),
+            sampling=Sampling.from_settings(settings),
+        )
         self.client = client
         self.rejects = None
         if rejects_database_url:
@@ -130,7 +135,12 @@ class ValidationSink:
     ``--strict`` through the receiver, which cannot take back a batch once it was acknowledged)."""
 
     def __init__(self, settings: Settings, *, default_user_id: str = "") -> None:
-        self.prepare = functools.partial(prepare_rows, default_user_id=default_user_id, bounds=rule_bounds(settings))
+        self.prepare = functools.partial(
+            prepare_rows,
+            default_user_id=default_user_id,
+            bounds=rule_bounds(settings),
+            sampling=Sampling.from_settings(settings),
+        )
 
     def file(self, file_name: str) -> AbstractContextManager[None]:
         return nullcontext()

@@ -7,7 +7,8 @@
   earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
 
   `funnel_summary(chosen, period)`: one row per period, funnel and declared step, from `chosen`
-  (one row per user and period: period, funnel, depth, step_seconds, is_immature):
+  (one row per user and period: period, funnel, depth, step_seconds, step_inclusion_rates,
+  is_immature):
     users                     chosen attempts that reached at least the step
     conversion_from_start     users / users at step 1
     conversion_from_previous  users / users at the previous step; 1 at step 1 (every entrant
@@ -17,6 +18,11 @@
                               window is still open (not drop-off)
     drop_off                  users at the previous step - users - immature (null for step 1)
     median / p90 seconds      percentile_cont over the users of (step time - entry time)
+  and for events sampled by user (docs/DESIGN.md, "Sampling"):
+    estimated_users           sum over the users of 1 / the step's inclusion rate (the smallest
+                              sample_rate of the events that filled steps 1..k), Horvitz-Thompson
+    min_sample_rate           the smallest of those rates (null without users)
+    estimate_reliable         at least 30 sampled users, or nothing sampled in the period's funnel
 -#}
 
 {% macro funnel_weekly_choices(where='true') -%}
@@ -31,6 +37,7 @@
         ranked.converted,
         ranked.matched_event_ids,
         ranked.step_seconds,
+        ranked.step_inclusion_rates,
         ranked.is_immature
     from (
         select
@@ -65,6 +72,12 @@ per_step as (
         steps.event,
         count(*) filter (where chosen.depth >= steps.step) as users,
         count(*) filter (where chosen.depth = steps.step - 1 and chosen.is_immature) as immature,
+        coalesce(
+            sum(1 / (chosen.step_inclusion_rates ->> (steps.step - 1))::numeric) filter (where chosen.depth >= steps.step),
+            0
+        ) as estimated_users,
+        min((chosen.step_inclusion_rates ->> (steps.step - 1))::double precision) filter (where chosen.depth >= steps.step)
+            as min_sample_rate,
         percentile_cont(0.5) within group (order by (chosen.step_seconds ->> (steps.step - 1))::double precision)
             filter (where chosen.depth >= steps.step) as median_seconds_to_step,
         percentile_cont(0.9) within group (order by (chosen.step_seconds ->> (steps.step - 1))::double precision)
@@ -78,7 +91,9 @@ with_previous as (
     select
         *,
         first_value(users) over funnel_steps as entered,
-        lag(users) over funnel_steps as previous_users
+        lag(users) over funnel_steps as previous_users,
+        -- a step no sampled user reached: sampled or not is the question of the period's funnel
+        min(min_sample_rate) over (partition by {{ period }}, funnel) as funnel_min_sample_rate
     from per_step
     window funnel_steps as (partition by {{ period }}, funnel order by step)
 ),
@@ -99,7 +114,10 @@ final as (
         previous_users - users - immature as drop_off,
         immature,
         median_seconds_to_step,
-        p90_seconds_to_step
+        p90_seconds_to_step,
+        trim_scale(estimated_users) as estimated_users,
+        min_sample_rate,
+        {{ estimate_reliable('users', 'coalesce(min_sample_rate, funnel_min_sample_rate)') }} as estimate_reliable
     from with_previous
 )
 

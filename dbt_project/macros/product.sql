@@ -65,21 +65,22 @@
 {%- endmacro %}
 
 {#-
-  (user_id, occurred_at) of the late arrivals of the run: rows ingested in the window's periods
-  whose timestamp is in the late_days before them. Reads raw arrivals (no dedup needed: only
+  (user_id, occurred_at) of the late arrivals of the run, and their sample_rate with `with_rate`: rows
+  ingested in the window's periods whose timestamp is in the late_days before them. Reads raw arrivals (no dedup needed: only
   who and when matter), so only the late-arrival days' partitions are scanned. Empty when the
   window is inactive (everything is rebuilt then) or product_late_arrival_days = 0.
 -#}
-{% macro product_late_arrivals(grain) -%}
+{% macro product_late_arrivals(grain, with_rate=false) -%}
     {#- the ref stands outside the condition: the window is known only when the model runs, not when dbt
         parses it, and a ref dbt cannot see while parsing is a missing dependency -#}
     {%- set arrivals_relation = ref('stg_product__event_arrivals') -%}
     {%- set bounds = window_period_bounds(grain) -%}
     {%- set late_days = product_late_arrival_days() -%}
     {%- if bounds is none or late_days == 0 -%}
-    select null::text as user_id, null::timestamptz as occurred_at where false
+    select null::text as user_id, null::timestamptz as occurred_at
+        {%- if with_rate %}, null::double precision as sample_rate{% endif %} where false
     {%- else -%}
-    select arrivals.user_id, arrivals.occurred_at
+    select arrivals.user_id, arrivals.occurred_at{% if with_rate %}, arrivals.sample_rate{% endif %}
     from {{ arrivals_relation }} as arrivals
     where arrivals.occurred_at >= {{ timestamp_literal(bounds.lower - modules.datetime.timedelta(days=late_days)) }}
         and arrivals.occurred_at < {{ timestamp_literal(bounds.lower) }}

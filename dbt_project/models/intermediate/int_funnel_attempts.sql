@@ -29,6 +29,11 @@
   A windowed run recomputes whole entry days: those overlapping [window start - longest
   conversion window, window end) and those late arrivals touch (macros/product.sql). Events are
   read from each such day to the end of the next one (conversion windows are at most one day).
+
+  For events sampled by user, step_inclusion_rates holds per filled step k the smallest sample_rate
+  of the events that filled steps 1..k: the chance that sampling kept everything the attempt needed
+  to get that far (docs/DESIGN.md, "Sampling"). The funnel marts weigh a user at step k by its
+  inverse.
 -#}
 
 
@@ -86,7 +91,8 @@ candidates as (
         steps.step,
         arrivals.user_id,
         arrivals.occurred_at,
-        arrivals.event_id
+        arrivals.event_id,
+        arrivals.sample_rate
     from {{ arrivals }} as arrivals
     inner join steps
         on steps.channel = arrivals.channel
@@ -104,7 +110,8 @@ entries as (
         candidates.occurred_at as entry_at,
         {{ utc_date('candidates.occurred_at') }} as entry_day,
         candidates.occurred_at + funnels.window_length as window_closes_at,
-        funnels.strict_order
+        funnels.strict_order,
+        candidates.sample_rate as entry_sample_rate
     from candidates
     inner join funnels on funnels.funnel = candidates.funnel
     where candidates.step = 1
@@ -123,7 +130,8 @@ reached_1 as (
         window_closes_at,
         array[entry_event_id] as event_ids,
         array[entry_at] as step_times,
-        entry_at as last_at
+        entry_at as last_at,
+        array[entry_sample_rate] as step_rates
     from entries
     where not strict_order
 ),
@@ -139,7 +147,8 @@ reached_{{ k }} as (
         attempts.window_closes_at,
         attempts.event_ids || candidates.event_id as event_ids,
         attempts.step_times || candidates.occurred_at as step_times,
-        candidates.occurred_at as last_at
+        candidates.occurred_at as last_at,
+        attempts.step_rates || least(attempts.step_rates[{{ k - 1 }}], candidates.sample_rate) as step_rates
     from reached_{{ k - 1 }} as attempts
     inner join candidates
         on candidates.funnel = attempts.funnel
@@ -163,7 +172,8 @@ ordered_attempts as (
         entry_at,
         event_ids,
         step_times,
-        false as stopped_by_other_event
+        false as stopped_by_other_event,
+        step_rates
     from (
         {%- for k in range(1, max_steps + 1) %}
         select * from reached_{{ k }}
@@ -207,6 +217,7 @@ strict_sequence as (
         lead(events.channel, {{ j }}) over user_sequence as next_channel_{{ j }},
         lead(events.event, {{ j }}) over user_sequence as next_event_{{ j }},
         lead(events.occurred_at, {{ j }}) over user_sequence as next_at_{{ j }},
+        lead(events.sample_rate, {{ j }}) over user_sequence as next_rate_{{ j }},
         {%- endfor %}
         lead(events.event_id, {{ max_steps }}) over user_sequence as next_event_id_{{ max_steps }}
     from {{ arrivals }} as events
@@ -242,9 +253,11 @@ strict_matched as (
         entries.entry_event_id,
         entries.entry_at,
         entries.window_closes_at,
+        entries.entry_sample_rate,
         {%- for j in range(1, max_steps) %}
         seq.next_event_id_{{ j }},
         seq.next_at_{{ j }},
+        seq.next_rate_{{ j }},
         {%- endfor %}
         seq.next_event_id_{{ max_steps }},
         {%- for k in range(2, max_steps + 1) %}
@@ -273,7 +286,8 @@ strict_attempts as (
         event_ids,
         step_times,
         -- stopped before the last step although another event followed the last matched one
-        depth < steps_total and next_after_last is not null as stopped_by_other_event
+        depth < steps_total and next_after_last is not null as stopped_by_other_event,
+        step_rates
     from (
         select
             strict_matched.*,
@@ -291,6 +305,8 @@ strict_attempts as (
         select
             array[entry_event_id{% for k in range(2, max_steps + 1) %}, case when depth >= {{ k }} then next_event_id_{{ k - 1 }} end{% endfor %}] as all_event_ids,
             array[entry_at{% for k in range(2, max_steps + 1) %}, case when depth >= {{ k }} then next_at_{{ k - 1 }} end{% endfor %}] as all_step_times,
+            -- the running minimum of the filled steps' rates
+            array[entry_sample_rate{% for k in range(2, max_steps + 1) %}, case when depth >= {{ k }} then least(entry_sample_rate{% for j in range(1, k) %}, next_rate_{{ j }}{% endfor %}) end{% endfor %}] as all_step_rates,
             case depth
                 {%- for k in range(1, max_steps + 1) %}
                 when {{ k }} then next_event_id_{{ k }}
@@ -300,7 +316,8 @@ strict_attempts as (
     cross join lateral (
         select
             all_event_ids[1:depth] as event_ids,
-            all_step_times[1:depth] as step_times
+            all_step_times[1:depth] as step_times,
+            all_step_rates[1:depth] as step_rates
     ) as matched
 ),
 
@@ -336,6 +353,7 @@ final as (
             select jsonb_agg(trim_scale(extract(epoch from step_time - attempts.entry_at)) order by position)
             from unnest(attempts.step_times) with ordinality as times (step_time, position)
         ) as step_seconds,
+        to_jsonb(attempts.step_rates) as step_inclusion_rates,
         attempts.entry_at + funnels.window_length as window_closes_at,
         attempts.stopped_by_other_event,
         cardinality(attempts.event_ids) < funnels.steps_total

@@ -13,6 +13,11 @@
   Feature adoption per UTC week and (channel, event); trend rule in fct_feature_adoption_weekly.yml.
   A windowed run rewrites the window's weeks, the weeks of late arrivals and the week after each
   of those (its trend compares with them), reading each from raw with the week before it.
+  Beside the observed counts, Horvitz-Thompson estimates for events sampled by user (docs/DESIGN.md,
+  "Sampling"): a user weighs 1 / the largest sample_rate among their events of the count (the week's
+  events of one kind for adopters, all of them for active users). The trend is decided on the
+  observed shares: a share over the sampled users is itself the estimate of the share when the rate
+  is one for all the product's events, and its test then has the sampled users' counts as n.
 -#}
 
 {%- set bounds = window_period_bounds('week') -%}
@@ -33,7 +38,8 @@ events as (
         {{ utc_date(period_start('occurred_at', 'week')) }} as week_start,
         channel,
         event,
-        user_id
+        user_id,
+        sample_rate
     from {{ arrivals }}
     where occurred_at >= {{ timestamp_literal(read_from) }}
         and occurred_at < {{ timestamp_literal(bounds.upper) }}
@@ -50,7 +56,8 @@ events as (
         {{ utc_date(period_start('occurred_at', 'week')) }} as week_start,
         channel,
         event,
-        user_id
+        user_id,
+        sample_rate
     from {{ arrivals }}
 ),
 
@@ -59,9 +66,33 @@ events as (
 active as (
     select
         week_start,
-        count(distinct user_id) as active_users
-    from events
+        count(*) as active_users,
+        sum(1 / sample_rate::numeric) as estimated_active_users,
+        min(sample_rate) as min_sample_rate
+    from (
+        select
+            week_start,
+            user_id,
+            max(sample_rate) as sample_rate
+        from events
+        group by week_start, user_id
+    ) as active_user_weeks
     group by week_start
+),
+
+-- per week, feature and adopter: their events (the rows of arrivals are distinct events) and rate
+adopter_weeks as (
+    select
+        week_start,
+        channel,
+        event,
+        user_id,
+        count(*) as events,
+        sum(1 / sample_rate::numeric) as estimated_events,
+        max(sample_rate) as sample_rate,
+        min(sample_rate) as min_sample_rate
+    from events
+    group by week_start, channel, event, user_id
 ),
 
 adopters as (
@@ -69,8 +100,12 @@ adopters as (
         week_start,
         channel,
         event,
-        count(distinct user_id) as adopters
-    from events
+        count(*) as adopters,
+        sum(events) as events,
+        sum(estimated_events) as estimated_events,
+        sum(1 / sample_rate::numeric) as estimated_adopters,
+        min(min_sample_rate) as min_sample_rate
+    from adopter_weeks
     group by week_start, channel, event
 ),
 
@@ -79,6 +114,8 @@ weeks as (
     select
         active.week_start,
         active.active_users,
+        active.estimated_active_users,
+        active.min_sample_rate as active_min_sample_rate,
         coalesce(previous.active_users, 0) as previous_active_users
     from active
     left join active as previous on previous.week_start = active.week_start - 7
@@ -108,7 +145,13 @@ shares as (
         coalesce(current_week.adopters, 0) as adopters,
         weeks.active_users,
         coalesce(previous_week.adopters, 0) as previous_adopters,
-        weeks.previous_active_users
+        weeks.previous_active_users,
+        coalesce(current_week.events, 0) as events,
+        coalesce(current_week.estimated_events, 0) as estimated_events,
+        coalesce(current_week.estimated_adopters, 0) as estimated_adopters,
+        weeks.estimated_active_users,
+        -- a feature no sampled user had this week: whether anything was sampled is the week's question
+        coalesce(current_week.min_sample_rate, weeks.active_min_sample_rate) as min_sample_rate
     from features
     inner join weeks on weeks.week_start = features.week_start
     left join adopters as current_week
@@ -151,7 +194,13 @@ final as (
             when z_score >= {{ z }} and share - previous_share >= {{ min_change }} then 'up'
             when z_score <= -{{ z }} and previous_share - share >= {{ min_change }} then 'down'
             else 'stable'
-        end as trend
+        end as trend,
+        events,
+        trim_scale(estimated_events) as estimated_events,
+        trim_scale(estimated_adopters) as estimated_adopters,
+        trim_scale(estimated_active_users) as estimated_active_users,
+        min_sample_rate,
+        {{ estimate_reliable('adopters', 'min_sample_rate') }} as estimate_reliable
     from (
         select
             *,

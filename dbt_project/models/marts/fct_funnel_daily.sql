@@ -20,6 +20,7 @@ with chosen as (
         funnel,
         depth,
         step_seconds,
+        step_inclusion_rates,
         is_immature
     from {{ ref('int_funnel_attempts') }}
     where is_chosen

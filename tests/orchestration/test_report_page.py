@@ -35,7 +35,8 @@ import pytest
 from fastapi import Depends, HTTPException
 
 from collectors.dev import local_postgres
-from collectors.dev.local_airflow import LocalAirflow, free_port
+from collectors.dev.local_airflow import LocalAirflow
+from collectors.dev.ports import free_port
 from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.report import DayReliability, chart, create_app
 

@@ -318,20 +318,7 @@ def _document_reader(spec: reg.Document, get: Callable[[object], object]) -> Rea
         text = get(msg)
         if not isinstance(text, str) or not text:
             raise RecordRefused(f"{label} is required")
-        if len(text) > spec.max_bytes or len(text.encode()) > spec.max_bytes:
-            raise RecordRefused(f"{label} is larger than {spec.max_bytes} bytes")
-        if "\x00" in text or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
-            raise RecordRefused(f"{label} contains a NUL character")
-        if nests_too_deep(text):
-            raise RecordRefused(f"{label} nests deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            value = _DOCUMENT_DECODER.decode(text)
-        except (ValueError, RecursionError) as error:
-            if isinstance(error, RecordRefused):
-                raise
-            raise RecordRefused(f"{label} is not valid JSON: {error}") from None
-        if not isinstance(value, dict):
-            raise RecordRefused(f"{label} must be a JSON object")
+        value = _json_object(text, label, spec.max_bytes, _DOCUMENT_DECODER)
         for field in spec.fields:
             _check_field(value, field)
         for name in spec.matches:
@@ -518,24 +505,31 @@ def without_excluded(text: str | bytes, privacy: Privacy, under: str | None = No
     return encoded if isinstance(text, bytes) else encoded.decode()
 
 
+def _json_object(text: str, label: str, max_bytes: int, decoder: json.JSONDecoder) -> dict:
+    """``text`` decoded, when it is a JSON object of at most ``max_bytes`` without NUL characters (which jsonb
+    refuses) or nesting past ``MAX_JSON_DEPTH``; refused with ``label`` in the reason otherwise."""
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+        raise RecordRefused(f"{label} is larger than {max_bytes} bytes")
+    if "\x00" in text or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
+        raise RecordRefused(f"{label} contains a NUL character")
+    if nests_too_deep(text):
+        raise RecordRefused(f"{label} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = decoder.decode(text)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, RecordRefused):
+            raise
+        raise RecordRefused(f"{label} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise RecordRefused(f"{label} must be a JSON object")
+    return value
+
+
 def payload_json(text: str, max_bytes: int, privacy: Privacy = NO_PRIVACY) -> str:
     """Validate a JSON object payload; returns the text to store (without the fields ``privacy`` excludes)."""
     if not text:
         return "{}"
-    if len(text) > max_bytes or len(text.encode()) > max_bytes:
-        raise RecordRefused(f"payload is larger than {max_bytes} bytes")
-    if "\x00" in text or ("\\u0000" in text and _ESCAPED_NUL.search(text)):
-        raise RecordRefused("payload contains a NUL character")
-    if nests_too_deep(text):
-        raise RecordRefused(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        value = _PAYLOAD_DECODER.decode(text)
-    except (ValueError, RecursionError) as error:
-        if isinstance(error, RecordRefused):
-            raise
-        raise RecordRefused(f"payload is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise RecordRefused("payload must be a JSON object")
+    value = _json_object(text, "payload", max_bytes, _PAYLOAD_DECODER)
     if privacy.payload_exclude and privacy.has_excluded(value):
         cleaned = without_excluded(text, privacy)
         if cleaned is None:

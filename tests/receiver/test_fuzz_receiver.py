@@ -21,7 +21,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf.message import DecodeError, Message
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from collectors.config import Settings
@@ -30,17 +30,12 @@ from collectors.ingest import registry, rules
 from collectors.ingest.service import ENDPOINTS, Endpoint
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
+from tests.support.fuzzing import EXAMPLES, FUZZ
 from tests.support.receivers import TOKEN, report_figures
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("TELEMETRY_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=os.environ.get("TELEMETRY_FUZZ_RANDOM") is None,  # reproducible in CI; set it to explore
-)
+
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 BY_METHOD = {e.method: e for e in ENDPOINTS}
 ALLOWED_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}

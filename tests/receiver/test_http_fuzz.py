@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from collectors.config import Settings
@@ -25,17 +25,12 @@ from collectors.ingest import rules
 from collectors.receiver.http import ENDPOINT_OF
 from collectors.receiver.json_records import ROUTES, BodyRefused, Route, json_elements
 from collectors.receiver.server import Receiver
+from tests.support.fuzzing import EXAMPLES, FUZZ
 from tests.support.receivers import TOKEN, report_figures
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("TELEMETRY_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=os.environ.get("TELEMETRY_FUZZ_RANDOM") is None,
-)
+
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 NOW = dt.datetime.now(dt.UTC)
 # the schemas' date-times, mostly inside the retention so that records land too

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from collectors.config import Settings
@@ -27,17 +27,12 @@ from collectors.ingest import rules
 from collectors.senders.loader.database import DatabaseSink
 from collectors.senders.loader.loader import load_file
 from collectors.senders.loader.source import GZIP_MAGIC, UnreadableFile
+from tests.support.fuzzing import FUZZ
 from tests.support.receivers import report_figures
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("TELEMETRY_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=os.environ.get("TELEMETRY_FUZZ_RANDOM") is None,
-)
+
 NOW = dt.datetime.now(dt.UTC)
 
 

@@ -53,11 +53,17 @@ def default_dbt_project() -> Path:
 class _Retention(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TELEMETRY_RETENTION_", extra="ignore")
 
+    # Data quality: raw.rejects rows (refused records, kept to be looked into) are deleted by the weekly cleanup
+    # after this many days (TELEMETRY_RETENTION_REJECTS); a count per day, source and reason stays in
+    # quality.rejects_daily.
+    rejects: int = Field(30, ge=1)
+
     def for_table(self, table: str) -> int:
         return int(getattr(self, table))
 
 
-# How long raw rows are kept, per raw table, in days (TELEMETRY_RETENTION_<TABLE>; defaults from the registry).
+# How long raw rows are kept, per raw table, in days (TELEMETRY_RETENTION_<TABLE>; defaults from the registry),
+# and raw.rejects (TELEMETRY_RETENTION_REJECTS).
 RetentionDays = create_model(
     "RetentionDays",
     __base__=_Retention,

@@ -241,16 +241,19 @@ def validate(cadence: str, **context: Any) -> list[dict[str, Any]]:
 
 @task
 def cleanup(cadence: str, validated: list[dict[str, Any]], **context: Any) -> list[str]:
-    """Drop the raw partitions ``validate`` passed that still hold exactly the rows it counted; log every decision."""
+    """Drop the raw partitions ``validate`` passed that still hold exactly the rows it counted; log every decision.
+    Then delete the rejects older than their retention, counted per day, source and reason first."""
     from collectors.config import Settings
-    from collectors.orchestration.cleanup import drop_partitions, plan_cleanup
+    from collectors.orchestration.cleanup import drop_partitions, plan_cleanup, prune_rejects
     from collectors.warehouse.db import connect
 
     _finished_window(cadence, context)
+    retention = Settings().retention
     with connect(warehouse_url()) as conn:
-        plan = plan_cleanup(conn, Settings().retention)
+        plan = plan_cleanup(conn, retention)
         rows = {v["name"]: int(v["rows"]) for v in validated}
         dropped = drop_partitions(conn, plan, rows, dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        prune_rejects(conn, retention.rejects)
     return [p.name for p in dropped]
 
 

@@ -154,3 +154,64 @@ def drop_partitions(
             )
         log.info("%s raw.%s (%s)", action, partition.name, reason)
     return dropped
+
+
+# --------------------------------------------------------------------------- raw.rejects
+#
+# Refused records are kept to be looked into, not aggregated by dbt: nothing has to be built or validated before
+# they go. Whole UTC days go at once (the cutoff is a midnight), so a day's count is complete in one run.
+
+
+@dataclass(frozen=True)
+class RejectsPruned:
+    cutoff: dt.datetime  # rejects with rejected_at before this (a UTC midnight) were deleted
+    deleted: int
+    counts: int  # (day, source, reason) rows of quality.rejects_daily added to
+
+
+def rejects_cutoff(retention_days: int, as_of: dt.date | None = None) -> dt.datetime:
+    """The UTC midnight ``retention_days`` days before ``as_of`` (default and at most: today, UTC)."""
+    today = utc_today()
+    day = min(as_of or today, today) - dt.timedelta(days=retention_days)
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+# One statement: what the delete returns is exactly what is counted, whatever lands meanwhile.
+_PRUNE_REJECTS = """
+with deleted as (
+    delete from raw.rejects where rejected_at < %(cutoff)s
+    returning source, reason, record_bytes, length(record) as kept_bytes, rejected_at
+), counted as (
+    insert into quality.rejects_daily
+        (day, source, reason, rejects, record_bytes, first_rejected, last_rejected)
+    select (rejected_at at time zone 'UTC')::date, source, reason, count(*),
+           coalesce(sum(coalesce(record_bytes, kept_bytes)), 0), min(rejected_at), max(rejected_at)
+    from deleted
+    group by 1, 2, 3
+    on conflict (day, source, reason) do update set
+        rejects = quality.rejects_daily.rejects + excluded.rejects,
+        record_bytes = quality.rejects_daily.record_bytes + excluded.record_bytes,
+        first_rejected = least(quality.rejects_daily.first_rejected, excluded.first_rejected),
+        last_rejected = greatest(quality.rejects_daily.last_rejected, excluded.last_rejected),
+        pruned_at = now()
+    returning 1
+)
+select (select count(*) from deleted), (select count(*) from counted)
+"""
+
+
+def prune_rejects(conn: psycopg.Connection, retention_days: int, as_of: dt.date | None = None) -> RejectsPruned:
+    """Delete the raw.rejects rows older than ``retention_days`` (whole UTC days before the cutoff), adding them
+    to quality.rejects_daily (rejects and bytes per day, source and reason) in the same statement."""
+    cutoff = rejects_cutoff(retention_days, as_of)
+    with conn.transaction():
+        deleted, counts = conn.execute(_PRUNE_REJECTS, {"cutoff": cutoff}).fetchone()
+    log.info(
+        "deleted %d rows of raw.rejects rejected before %s (retention %d days); counted in %d rows of "
+        "quality.rejects_daily",
+        deleted,
+        cutoff.isoformat(),
+        retention_days,
+        counts,
+    )
+    return RejectsPruned(cutoff, deleted, counts)

@@ -76,7 +76,8 @@ def test_the_registry_matches_the_dbt_sources() -> None:
 def test_everything_that_lists_raw_tables_comes_from_the_registry() -> None:
     sent = [t.name for t in registry.SENT]
     assert [e.table.name for e in ENDPOINTS] == sent and list(KINDS) == sent
-    assert RetentionDays().model_dump() == {t.name: t.retention_days for t in registry.RAW_TABLES}
+    # every raw table's retention, and raw.rejects' (not a registry table: it holds what the registry refused)
+    assert RetentionDays().model_dump(exclude={"rejects"}) == {t.name: t.retention_days for t in registry.RAW_TABLES}
     assert {t.name: t.feeds for t in registry.RAW_TABLES} == FEEDS
     for table in registry.SENT:
         request = table.rpc.request()

@@ -6,7 +6,9 @@ PostgreSQL, Redis, Airflow and Prometheus images ship; Prometheus' flags against
 bind-mounted host path exists in the repository and every container path the environment names lies under a
 mount; every ${VAR} is documented in .env.example and every variable there is used; TELEMETRY_* keys are
 settings of collectors.config (or variables the code reads), AIRFLOW__SECTION__KEY keys are Airflow options;
-secrets are references.
+secrets are references. The project's image is built once; the file names the Compose version its features need;
+the Celery settings are those the CeleryExecutor end-to-end test runs with; the official file's optional
+profiles are there.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from collectors.dev.local_airflow import CELERY_SETTINGS, CeleryWorkers, celery_result_backend
 from collectors.monitoring import PROMETHEUS_CONFIG
 from collectors.orchestration.warehouse_connection import WAREHOUSE_CONN_ID
 
@@ -48,19 +51,30 @@ AIRFLOW_SUBCOMMANDS = {
     "airflow-worker": ["celery", "worker"],
 }
 AIRFLOW_SERVICES = {*AIRFLOW_SUBCOMMANDS, "airflow-init"}
+# the official file's optional services, started only with their profile (`--profile`, or `run` by name)
+PROFILE_SERVICES = {"airflow-cli": "debug", "flower": "flower"}
 PROJECT_SERVICES = {
     "warehouse-init": "telemetry-db",
     "receiver": "telemetry-receiver",
     "host-collector": "telemetry-host-collector",
 }
-EXPECTED_SERVICES = AIRFLOW_SERVICES | set(PROJECT_SERVICES) | {"redis", "postgres", "warehouse", "prometheus"}
+EXPECTED_SERVICES = (
+    AIRFLOW_SERVICES | set(PROJECT_SERVICES) | set(PROFILE_SERVICES) | {"redis", "postgres", "warehouse", "prometheus"}
+)
+# The first Compose release that has each feature the file uses (Compose's release notes); the file's
+# x-compose-minimum-version must be at least the newest of them.
+COMPOSE_FEATURES = {
+    "build.dockerfile_inline": (2, 17, 0),
+    "profiles": (1, 28, 0),
+    "depends_on condition service_completed_successfully": (1, 29, 0),
+}
 
 # What the images themselves bring (not this repository): executables and the environment their
 # entrypoints read. The Airflow image's entrypoint is scripts/docker/entrypoint_prod.sh of apache/airflow.
 IMAGE_TOOLS = {
     "postgres": {"psql", "pg_isready"},
     "redis": {"redis-cli"},
-    "apache/airflow": {"curl", "celery"},
+    "apache/airflow": {"curl", "celery", "bash"},
     "prom/prometheus": {"prometheus", "promtool", "wget"},  # wget: the image's busybox
 }
 IMAGE_ENV = {
@@ -72,6 +86,7 @@ IMAGE_ENV = {
         "_AIRFLOW_WWW_USER_USERNAME",
         "_AIRFLOW_WWW_USER_PASSWORD",
         "DUMB_INIT_SETSID",
+        "CONNECTION_CHECK_MAX_COUNT",
     },
     "prom/prometheus": set(),
 }
@@ -168,9 +183,20 @@ def argv(value: str | list[str] | None) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
 
+def built_images() -> dict[str, dict[str, Any]]:
+    """The build of each image a service of the file builds, by image name."""
+    return {s["image"]: s["build"] for s in services().values() if "build" in s and "image" in s}
+
+
+def runs_project_image(service: dict[str, Any]) -> bool:
+    """The service builds or runs the image the project is installed into."""
+    return "build" in service or service.get("image") in built_images()
+
+
 def image_family(service: dict[str, Any]) -> str:
-    if "build" in service:
-        base = re.search(r"^FROM\s+(\S+)", service["build"]["dockerfile_inline"], re.M)
+    build = service.get("build") or built_images().get(service.get("image", ""))
+    if build is not None:
+        base = re.search(r"^FROM\s+(\S+)", build["dockerfile_inline"], re.M)
         assert base, "the build has no FROM"
         image = base[1]
     else:
@@ -340,7 +366,7 @@ def test_project_services_run_their_console_scripts() -> None:
     for name, script in PROJECT_SERVICES.items():
         command = run_argv(services()[name])
         assert command and command[0] == script, f"{name} runs {command}, not {script}"
-        assert "build" in services()[name], f"{name} must run the image the project is installed into"
+        assert runs_project_image(services()[name]), f"{name} must run the image the project is installed into"
     migration = run_argv(services()["warehouse-init"])
     assert migration[1:] in (["migrate"], ["prepare"]), f"warehouse-init runs {migration}"
 
@@ -352,7 +378,7 @@ def test_every_executable_is_real() -> None:
         if exe == "airflow":
             assert family == "apache/airflow", f"{name}: airflow outside the Airflow image"
         elif exe in scripts:
-            assert "build" in services()[name], f"{name}: {exe} needs the image the project is installed into"
+            assert runs_project_image(services()[name]), f"{name}: {exe} needs the project's image"
             module = scripts[exe].split(":")[0]
             assert find_spec(module) is not None, f"{exe} -> {module} is not importable"
             assert (BIN / exe).exists(), f"{exe} is not installed in the venv (pip install -e .)"
@@ -447,7 +473,7 @@ def test_container_paths_lie_under_mounts() -> None:
 
 def test_airflow_services_share_folders_and_settings() -> None:
     settings = None
-    for name in sorted(AIRFLOW_SERVICES):
+    for name in sorted(AIRFLOW_SERVICES | set(PROFILE_SERVICES)):
         env = services()[name]["environment"]
         assert env.get("AIRFLOW__CORE__DAGS_FOLDER") == "/opt/telemetry/dags", name
         assert env.get("AIRFLOW__CORE__PLUGINS_FOLDER") == "/opt/telemetry/plugins", name
@@ -663,3 +689,75 @@ def test_no_two_services_publish_the_same_host_port() -> None:
             host = interpolate(str(mapping)).rsplit(":", 1)[0].rsplit(":", 1)[-1]
             assert host not in published, f"{name} and {published.get(host)} both publish host port {host}"
             published[host] = name
+
+
+# --- one image, the Compose version, profiles -----------------------------------------------------------
+
+
+def test_the_image_is_built_once_and_run_by_name() -> None:
+    """One service builds the project's image (and names it); the others run it by that name, so `docker compose
+    build` builds it once instead of once per service."""
+    building = [name for name, service in services().items() if "build" in service]
+    assert len(building) == 1, f"services with a build: {building}"
+    image = services()[building[0]].get("image")
+    assert image, f"{building[0]} builds an image without naming it: the others could not run it"
+    users = {name for name, service in services().items() if service.get("image") == image}
+    assert users >= set(PROJECT_SERVICES) | AIRFLOW_SERVICES | set(PROFILE_SERVICES), sorted(users)
+    assert building[0] == "airflow-init", "the README's first step, `docker compose up airflow-init`, builds it"
+
+
+def version(text: str) -> tuple[int, ...]:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", text), f"{text!r} is not a version"
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_file_names_the_compose_version_its_features_need() -> None:
+    minimum = compose().get("x-compose-minimum-version")
+    assert minimum, "x-compose-minimum-version is missing"
+    used = {
+        "build.dockerfile_inline": any("dockerfile_inline" in (s.get("build") or {}) for s in services().values()),
+        "profiles": any("profiles" in s for s in services().values()),
+        "depends_on condition service_completed_successfully": any(
+            "service_completed_successfully" in depends_on(s).values() for s in services().values()
+        ),
+    }
+    assert set(used) == set(COMPOSE_FEATURES)
+    needed = max(COMPOSE_FEATURES[feature] for feature, present in used.items() if present)
+    assert version(minimum) >= needed, f"the file needs Compose {needed}, it says {minimum}"
+    assert version(minimum) == needed, f"Compose {minimum} is more than the features need ({needed})"
+    header = COMPOSE_FILE.read_text().split("\nx-", 1)[0]
+    short = ".".join(map(str, version(minimum)[:2]))
+    assert re.search(rf"^# Needs Docker Compose {re.escape(short)} or later", header, re.M), "the header comment"
+
+
+def test_the_official_profiles_are_there() -> None:
+    for name, profile in PROFILE_SERVICES.items():
+        assert services()[name].get("profiles") == [profile], f"{name} must be in profile {profile} only"
+    others = {name for name, service in services().items() if "profiles" in service} - set(PROFILE_SERVICES)
+    assert not others, f"`docker compose up` would not start {sorted(others)}"
+    cli = services()["airflow-cli"]
+    assert run_argv(cli) == ["bash", "-c", "airflow"], "`docker compose run airflow-cli <args>`: airflow <args>"
+    assert cli["environment"].get("CONNECTION_CHECK_MAX_COUNT") == "0"
+    assert run_argv(services()["flower"]) == ["airflow", "celery", "flower"]
+    flower_port = next(p for p in services()["flower"]["ports"] if str(p).endswith(":5555"))
+    assert str(flower_port).startswith("127.0.0.1:"), "Flower has no login: this machine only"
+
+
+# --- Celery: what tests/e2e/test_celery_backfill.py runs ---------------------------------------------
+
+
+def test_the_celery_settings_are_those_the_end_to_end_test_proves() -> None:
+    """collectors.dev.local_airflow.CELERY_SETTINGS, which the CeleryExecutor end-to-end test runs with, hold for
+    every Airflow service; the broker and the result backend have the harness's form, on compose's hosts."""
+    for name in sorted(AIRFLOW_SERVICES | set(PROFILE_SERVICES)):
+        env = services()[name]["environment"]
+        assert {key: env.get(key) for key in CELERY_SETTINGS} == CELERY_SETTINGS, name
+        broker = env["AIRFLOW__CELERY__BROKER_URL"]
+        assert re.fullmatch(r"redis://redis:6379/\d+", broker), f"{name}: broker {broker}"
+        metadata_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == celery_result_backend(metadata_url), name
+        # the queue: the harness's default, which is Airflow's ([operators] default_queue unset here)
+        assert "AIRFLOW__OPERATORS__DEFAULT_QUEUE" not in env, name
+    assert CeleryWorkers(broker_url="redis://redis:6379/0").queue == "default"
+    worker = run_argv(services()["airflow-worker"])
+    assert worker == ["airflow", "celery", "worker"], f"options beyond the settings: {worker}"

@@ -10,6 +10,11 @@ the running api-server, never from the metadata tables, which are no public inte
 simple auth manager makes everyone admin here (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS``), and in
 that mode hands out a token on ``GET /auth/token`` without credentials.
 
+With ``celery=CeleryWorkers(...)`` the home runs the CeleryExecutor instead of the LocalExecutor, as
+production does (``docker-compose.yml``): ``services()`` adds that many ``airflow celery worker`` processes, the
+broker is the Redis URL given and the result backend the metadata database (``db+postgresql://``). The
+settings both share are ``CELERY_SETTINGS``, which ``tests/test_compose.py`` holds compose's to.
+
 Why not ``airflow standalone``: it starts the same four services, but always all of them (the report page's
 test wants the api-server alone), in one process whose logs interleave, and tells "ready" by a banner on
 its output after polling the jobs table; here each service is a process with its own log, readiness is
@@ -24,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +52,47 @@ REPO_ROOT = CHECKOUT or Path.cwd()
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_STATES = frozenset({"success", "failed"})
+
+# The Celery settings production runs with (docker-compose.yml's x-airflow-common environment sets the same values,
+# which tests/test_compose.py checks); the broker, the result backend and the queue are per deployment.
+# One task at a time per worker process, taken from the broker only when a process is free (a dbt build holds
+# a core for minutes: prefetching would queue a task behind it while another worker idles); acknowledged when
+# it ends, so a worker lost mid-task hands the task to another.
+CELERY_SETTINGS = {
+    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+    "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+    "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
+}
+# what names a task instance's ``hostname`` (``[core] hostname_callable``) in the workers started here: several
+# workers on one machine would otherwise all report its name
+WORKER_NAME_VARIABLE = "TELEMETRY_AIRFLOW_WORKER_NAME"
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the local Celery workers: the worker's name, else the machine's."""
+    return os.environ.get(WORKER_NAME_VARIABLE) or socket.getfqdn()
+
+
+def celery_result_backend(metadata_url: str) -> str:
+    """The Celery result backend in the metadata database, as compose names it: ``db+postgresql://...``."""
+    return "db+postgresql://" + metadata_url.split("://", 1)[1]
+
+
+@dataclass(frozen=True)
+class CeleryWorkers:
+    """Run the CeleryExecutor: ``count`` workers (each ``CELERY_SETTINGS`` processes) on ``queue`` of the broker.
+
+    ``broker_url`` is ``redis://host:port/<db>``; a queue and a database of its own keep parallel homes apart.
+    """
+
+    broker_url: str
+    queue: str = "default"
+    count: int = 2
+
+    def names(self) -> list[str]:
+        """The workers' names: their Celery node names are ``<name>@<host>``, their task instances' hostname."""
+        return [f"{self.queue}-worker{n}" for n in range(1, self.count + 1)]
 
 
 class AirflowCommandError(RuntimeError):
@@ -74,6 +121,7 @@ class LocalAirflow:
     warehouse_url: str
     api_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    celery: CeleryWorkers | None = None  # None: the LocalExecutor
     _token: str | None = field(default=None, init=False, repr=False)
 
     @property
@@ -107,8 +155,32 @@ class LocalAirflow:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.celery is not None:
+            env.update(CELERY_SETTINGS)
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": celery_result_backend(self.metadata_url),
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery.queue,
+                }
+            )
         env.update(self.extra_env)
         return env
+
+    def _worker_commands(self) -> list[tuple[str, list[str], dict[str, str]]]:
+        """Each Celery worker's log name, command and environment."""
+        if self.celery is None:
+            return []
+        workers = []
+        for name in self.celery.names():
+            env = self.env()
+            env[WORKER_NAME_VARIABLE] = name
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{__name__}.worker_hostname"
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())  # one machine, several log servers
+            command = [str(AIRFLOW_BIN), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+            command += ["--pid", str(self.home / f"{name}.pid")]  # one pid file each, not airflow-worker.pid
+            workers.append((name, command, env))
+        return workers
 
     def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``airflow <args>`` in this home; raise ``AirflowCommandError`` with its output on failure."""
@@ -131,21 +203,21 @@ class LocalAirflow:
 
     @contextmanager
     def services(self, names: Sequence[str] = SERVICES, ready_timeout: float = 120) -> Iterator[LocalAirflow]:
-        """Start the services as child processes; stop all of them (SIGTERM, then SIGKILL) on exit."""
+        """Start the services as child processes (and, with ``celery``, its workers once the scheduler is among
+        them); stop all of them (SIGTERM, then SIGKILL) on exit."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        commands = [(name, [str(AIRFLOW_BIN), name], self.env()) for name in names]
+        if "scheduler" in names:
+            commands += self._worker_commands()
         with ExitStack() as stack:
             processes: list[subprocess.Popen] = []
             stack.callback(_stop, processes)
-            for name in names:
+            for name, command, env in commands:
                 log_file = stack.enter_context((logs / f"{name}.log").open("ab"))
                 processes.append(
                     subprocess.Popen(
-                        [str(AIRFLOW_BIN), name],
-                        env=self.env(),
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
+                        command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 )
             if "api-server" in names:

@@ -3,7 +3,8 @@
 Builds every model tagged ``hourly`` (host metrics, reliability) for the run's data interval
 ``[data_interval_start, data_interval_end)``; reliability waits one hour more (the lag) so that
 receivers seen after the hour count. Manual runs may pass ``window_start``/``window_end`` (whole hours,
-UTC) to rebuild a range of hours in one dbt call, or ``full_refresh_family``.
+UTC) to rebuild a range of hours in one dbt call, or ``full_refresh_family``. Every run first checks the raw
+tables' freshness (the dbt sources' rules) for the data-quality report; that never holds the marts up.
 """
 
 from airflow.sdk import DAG, CronDataIntervalTimetable
@@ -12,6 +13,7 @@ from collectors.orchestration.airflow_tasks import (
     DEFAULT_ARGS,
     build_marts,
     build_reliability,
+    check_source_freshness,
     check_window,
     schedule_start,
     wait_reliability_lag,
@@ -35,4 +37,10 @@ with DAG(
     params=window_params(CADENCE),
     tags=["telemetry", CADENCE],
 ) as dag:
-    check_window(CADENCE) >> build_marts(CADENCE) >> wait_reliability_lag(CADENCE) >> build_reliability(CADENCE)
+    (
+        check_window(CADENCE)
+        >> check_source_freshness(CADENCE)
+        >> build_marts(CADENCE)
+        >> wait_reliability_lag(CADENCE)
+        >> build_reliability(CADENCE)
+    )

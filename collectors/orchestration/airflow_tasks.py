@@ -166,6 +166,24 @@ def check_window(cadence: str, **context: Any) -> dict[str, str]:
     return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
 
 
+@task(retries=0)
+def check_source_freshness(cadence: str, **context: Any) -> dict[str, str]:
+    """Every raw table's freshness against the dbt sources' rules, kept in quality.source_freshness (checked now,
+    whatever the run's window: a backfill's run checks the present too, which is cheap and harmless).
+
+    A stale source is a finding for the report, not a failure of the run; nor does trouble checking hold up the
+    marts (it is logged, and the report shows when the last check was).
+    """
+    from collectors.orchestration.freshness import record_freshness
+
+    try:
+        checks = record_freshness(warehouse_url(), dag_id=context["dag"].dag_id, run_id=context["run_id"])
+    except Exception:
+        log.exception("checking source freshness (%s run) failed", cadence)
+        return {}
+    return {c.rule.table_name: c.status for c in checks}
+
+
 def _build(cadence: str, part: str, context: dict[str, Any]) -> dict[str, Any]:
     from collectors.config import Settings
     from collectors.orchestration.builds import build_part

@@ -41,6 +41,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 from starlette.staticfiles import StaticFiles
 
+from collectors.orchestration import report_monitors as monitors_module
+from collectors.orchestration.report_history import TestHistory, read_dbt_history, validation_history
+from collectors.orchestration.report_models import ModelDocs, model_anchor, read_model_docs
+from collectors.orchestration.report_monitors import Monitors, read_monitors
+
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -143,6 +148,10 @@ class ValidationRun:
     @property
     def asset_count(self) -> int:
         return len({asset.asset for asset in self.assets})
+
+    def docs_page(self, suite: str, asset: str) -> str | None:
+        """The Data Docs result page of one suite on one asset in this run, when there is one."""
+        return next((a.data_docs_page for a in self.assets if (a.suite, a.asset) == (suite, asset)), None)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -254,9 +263,19 @@ class Report:
     data_docs: bool = False  # the Data Docs index exists
     dbt: DbtTests | None = None  # None: the dbt test tables cannot be read
     dbt_note: str | None = None  # why not, or that they are empty
+    dbt_history: list[TestHistory] | None = None  # every dbt test's last runs; None: not readable
+    monitors: Monitors | None = None  # freshness, volume, ledger, rejects
+    models_docs: bool = False  # the models page (from a build's manifest) has something to show
+
+    @property
+    def validation_history(self) -> list[TestHistory]:
+        return validation_history(self.runs)
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "dbt_test_history": None if self.dbt_history is None else [h.as_json() for h in self.dbt_history],
+            "validation_history": [h.as_json() for h in self.validation_history],
+            "monitors": None if self.monitors is None else self.monitors.as_json(),
             "runs": [run.as_json() for run in self.runs],
             "dbt_tests": None if self.dbt is None else self.dbt.as_json(),
             "dbt_tests_note": self.dbt_note,
@@ -491,6 +510,8 @@ def read_report(
     limit: int = RUN_LIMIT,
     days: int = CHART_DAYS,
     build_limit: int = BUILD_LIMIT,
+    now: dt.datetime | None = None,
+    models_docs: bool = False,
 ) -> Report:
     """Read the runs and the days from the warehouse; raise ``ReportUnavailable`` saying what to do."""
     where = _where(database_url)
@@ -531,6 +552,13 @@ def read_report(
                 _first_line(error),
             ) from error
         dbt_tests, dbt_note = _read_dbt_tests(conn, build_limit)
+        dbt_history: list[TestHistory] | None = None
+        if dbt_tests is not None:
+            try:
+                dbt_history = read_dbt_history(conn, now=now)
+            except psycopg.Error as error:
+                log.warning("reading the dbt test history: %s", error)
+        monitors = read_monitors(conn, now)
         reliability: list[DayReliability] | None = None
         note: str | None = None
         try:
@@ -547,7 +575,17 @@ def read_report(
         except psycopg.Error as error:
             log.warning("reading marts.fct_reliability_daily: %s", error)
             note = f"marts.fct_reliability_daily could not be read: {_first_line(error)}"
-    return Report(_runs(rows, docs_root), reliability, note, (docs_root / "index.html").is_file(), dbt_tests, dbt_note)
+    return Report(
+        _runs(rows, docs_root),
+        reliability,
+        note,
+        (docs_root / "index.html").is_file(),
+        dbt_tests,
+        dbt_note,
+        dbt_history,
+        monitors,
+        models_docs,
+    )
 
 
 # --------------------------------------------------------------------------- the chart
@@ -643,15 +681,28 @@ def chart(days: Sequence[DayReliability], *, width: int = 720, height: int = 220
 # --------------------------------------------------------------------------- rendering
 
 
-def render_page(report: Report, *, generated_at: dt.datetime | None = None) -> str:
+def render_page(report: Report, *, generated_at: dt.datetime | None = None, failed_only: bool = False) -> str:
+    """The page; ``failed_only`` keeps what did not pass: runs, tests, sources, hours."""
     return _environment.get_template("report.html").render(
         report=report,
+        failed_only=failed_only,
+        monitors=report.monitors,
         chart=chart(report.days or []),
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         run_limit=RUN_LIMIT,
         build_limit=BUILD_LIMIT,
         chart_days=CHART_DAYS,
+        band=monitors_module.band(),
+        volume_hours=monitors_module.VOLUME_HOURS,
+        ledger_days=monitors_module.LEDGER_DAYS,
+        reject_days=monitors_module.REJECT_DAYS,
+        duration=monitors_module.duration,
     )
+
+
+def render_models(docs: ModelDocs | None, history: list[TestHistory] | None) -> str:
+    last = {h.key: h.last for h in history or []}
+    return _environment.get_template("models.html").render(docs=docs, last=last)
 
 
 def render_unavailable(problem: ReportUnavailable) -> str:
@@ -673,10 +724,17 @@ def _default_docs_root() -> Path:
     return Path(get_settings().gx_dir) / "uncommitted" / "data_docs" / DATA_DOCS_SITE
 
 
+def _default_artefacts_dir() -> Path:
+    from collectors.config import get_settings
+
+    return Path(get_settings().artefacts_dir)
+
+
 def create_app(
     *,
     database_url: Callable[[], str] = _default_database_url,
     docs_root: Callable[[], Path] = _default_docs_root,
+    artefacts_dir: Callable[[], Path] = _default_artefacts_dir,
     dependencies: Sequence[Any] = (),
     login_url: Callable[[str], str] | None = None,
 ) -> FastAPI:
@@ -703,12 +761,19 @@ def create_app(
             _first_line(error),
         )
 
+    def models() -> ModelDocs | None:
+        try:
+            return read_model_docs(artefacts_dir())
+        except (OSError, ValueError) as error:  # a manifest being written, or unreadable: the page says none
+            log.warning("reading the dbt manifest: %s", error)
+            return None
+
     def load() -> Report:
         try:
             url, root = database_url(), docs_root()
         except ValidationError as error:
             raise settings_problem(error) from error
-        return read_report(url, root)
+        return read_report(url, root, models_docs=models() is not None)
 
     @app.exception_handler(ReportUnavailable)
     async def unavailable(request: Request, problem: ReportUnavailable) -> Response:
@@ -727,8 +792,13 @@ def create_app(
             return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
     @app.get("/", response_class=HTMLResponse, summary="The data-quality report page")
-    def page() -> HTMLResponse:
-        return HTMLResponse(render_page(load()), headers=PAGE_HEADERS)
+    def page(failed: bool = False) -> HTMLResponse:
+        return HTMLResponse(render_page(load(), failed_only=failed), headers=PAGE_HEADERS)
+
+    @app.get("/models", response_class=HTMLResponse, summary="The dbt models, from the newest build's manifest")
+    def models_page() -> HTMLResponse:
+        report = load()
+        return HTMLResponse(render_models(models(), report.dbt_history), headers=PAGE_HEADERS)
 
     @app.get("/api/runs", summary="The validation runs, the dbt test results and the reliability per day, as JSON")
     def runs() -> JSONResponse:
@@ -765,4 +835,11 @@ def data_docs_href(page: str) -> str:
     return "data-docs/" + quote(page)
 
 
+def model_href(name: str) -> str:
+    """The link to a model's (or source's) section of the models page, relative to the report page."""
+    return "models#" + quote(model_anchor(name))
+
+
 _environment.filters["docs_href"] = data_docs_href
+_environment.filters["model_href"] = model_href
+_environment.filters["model_anchor"] = model_anchor

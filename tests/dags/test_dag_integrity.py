@@ -26,12 +26,13 @@ from tests.bench.bench_dags import Parse, parses, trivial_folder
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 CHAIN = ["check_window", "build_marts", "wait_reliability_lag", "build_reliability"]
 EXPECTED = {
-    "telemetry_hourly": (CHAIN, dt.timedelta(hours=1)),
+    "telemetry_hourly": ([CHAIN[0], "check_source_freshness", *CHAIN[1:]], dt.timedelta(hours=1)),
     "telemetry_daily": (CHAIN, dt.timedelta(days=1)),
     "telemetry_weekly": ([*CHAIN, "validate", "cleanup"], dt.timedelta(weeks=1)),
     "telemetry_partitions": (["ensure_partitions"], dt.timedelta(days=1)),
 }
-NO_RETRIES = {"check_window", "validate"}  # a misaligned window or failing data fails the same way again
+# a misaligned window or failing data fails the same way again; a freshness check is due again the next hour
+NO_RETRIES = {"check_window", "validate", "check_source_freshness"}
 MAX_ACTIVE_RUNS = {"telemetry_hourly": 2, "telemetry_daily": 2, "telemetry_weekly": 1, "telemetry_partitions": 1}
 # what parsing the DAG files must never import: the task bodies do
 HEAVY_PACKAGES = {"dbt", "great_expectations", "psycopg", "psycopg2", "pandas", "grpc"}

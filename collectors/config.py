@@ -21,11 +21,19 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from collectors.ingest.privacy import IpMode
 from collectors.ingest.registry import RAW_TABLES
 
 # Settings that may hold a secret can also be read from a file named by <VARIABLE>_FILE (the convention of
 # Docker and Kubernetes secrets), so the value appears neither in `ps` nor in the process environment.
-SECRET_FILE_SETTINGS = ("database_url", "ingest_database_url", "ingest_tokens", "sampling_salt")
+SECRET_FILE_SETTINGS = (
+    "database_url",
+    "ingest_database_url",
+    "ingest_tokens",
+    "sampling_salt",
+    "receiver_key_salt",
+    "ip_salt",
+)
 # What gRPC metadata (and an HTTP header) can carry: visible ASCII; a token must not contain spaces either.
 _TOKEN_CHARACTERS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
@@ -124,6 +132,17 @@ class Settings(BaseSettings):
     payload_exclude_fields: Annotated[list[str], NoDecode] = Field(default_factory=list)
     hash_receiver_keys: bool = False  # store HMAC-SHA256(salt, receiver_public_key) instead of the key
     receiver_key_salt: SecretStr = SecretStr("")  # the HMAC key; required (16+ characters) with hash_receiver_keys
+    # Data minimisation: per "channel/event", "channel" or "*" (the most specific wins), the payload key paths an
+    # event may keep, as JSON, e.g. {"app/purchase": ["amount", "item.sku"], "*": ["screen"]}; other keys are
+    # removed. Events no entry matches keep their payload, unless payload_allow_required: then they keep none.
+    payload_allow_fields: dict[str, list[str]] = Field(default_factory=dict)
+    payload_allow_required: bool = False
+    # IP anonymisation of the payload keys ip_fields (comma-separated key paths): "truncate" keeps the /24 of an
+    # IPv4 address and the /48 of an IPv6 one, "hmac" stores HMAC-SHA256(ip_salt, address); a value that is not
+    # an IP address refuses the event. Off in code (nothing changes unasked); the compose stack truncates.
+    ip_anonymization: IpMode = "off"
+    ip_fields: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ip"])
+    ip_salt: SecretStr = SecretStr("")  # the HMAC key; required (16+ characters) with ip_anonymization=hmac
 
     # Sampling of product events by user, by the senders that read these settings (the JSONL loader; a client
     # built with Sampling.from_settings): the share of users kept per "channel/event", "channel" or "*" (the most
@@ -194,24 +213,28 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("payload_exclude_fields", mode="before")
+    @field_validator("payload_exclude_fields", "ip_fields", mode="before")
     @classmethod
     def _field_paths(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list | tuple):
-            for path in value:
-                if not isinstance(path, str) or not all(path.split(".")):
-                    raise ValueError(f"{path!r} is not a key path like 'email' or 'device.ip'")
+            _check_key_paths(value)
+        return value
+
+    @field_validator("payload_allow_fields")
+    @classmethod
+    def _allow_lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, paths in value.items():
+            _check_event_key(key)
+            _check_key_paths(paths)
         return value
 
     @field_validator("sampling_rates")
     @classmethod
     def _rates(cls, value: dict[str, float]) -> dict[str, float]:
         for key, rate in value.items():
-            parts = key.split("/")
-            if key != "*" and (len(parts) > 2 or not all(parts) or "*" in key):
-                raise ValueError(f"{key!r} is not 'channel/event', 'channel' or '*'")
+            _check_event_key(key)
             if not 0 < rate <= 1:
                 raise ValueError(f"the rate of {key!r} must be in (0, 1], not {rate}")
         return value
@@ -223,6 +246,13 @@ class Settings(BaseSettings):
                 "TELEMETRY_HASH_RECEIVER_KEYS needs TELEMETRY_RECEIVER_KEY_SALT of at least 16 characters "
                 "(public keys are public: an unsalted hash of one is a lookup away)"
             )
+        if self.ip_anonymization == "hmac" and len(self.ip_salt.get_secret_value()) < 16:
+            raise ValueError(
+                "TELEMETRY_IP_ANONYMIZATION=hmac needs TELEMETRY_IP_SALT of at least 16 characters "
+                "(there are only 2^32 IPv4 addresses: an unsalted hash of one is a lookup away)"
+            )
+        if self.ip_anonymization != "off" and not self.ip_fields:
+            raise ValueError("TELEMETRY_IP_ANONYMIZATION needs TELEMETRY_IP_FIELDS: the payload keys to anonymise")
         return self
 
     def token_list(self) -> list[str]:
@@ -231,6 +261,19 @@ class Settings(BaseSettings):
     @property
     def receiver_database_url(self) -> str:
         return self.ingest_database_url or self.database_url
+
+
+def _check_event_key(key: str) -> None:
+    """``key`` must be ``"channel/event"``, ``"channel"`` or ``"*"`` (the keys of per-event settings)."""
+    parts = key.split("/")
+    if key != "*" and (len(parts) > 2 or not all(parts) or "*" in key):
+        raise ValueError(f"{key!r} is not 'channel/event', 'channel' or '*'")
+
+
+def _check_key_paths(paths: object) -> None:
+    for path in paths:  # type: ignore[attr-defined]
+        if not isinstance(path, str) or not all(path.split(".")):
+            raise ValueError(f"{path!r} is not a key path like 'email' or 'device.ip'")
 
 
 def split_tokens(text: str) -> list[str]:

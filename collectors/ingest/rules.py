@@ -3,10 +3,10 @@
 The rules are the column specs and checks of ``collectors.ingest.registry``, compiled here once per table into a
 row builder (:func:`row_builder`): each column's value is read from the record and checked, then the rules that
 tie columns together are applied, and :class:`RecordRefused` carries a reason a sender can act on.
-:class:`~collectors.ingest.privacy.Privacy` (part of :class:`Limits`) removes configured payload fields and
-hashes receiver public keys before a row exists, and :func:`kept_record` cleans what raw.rejects keeps of a
-refused record the same way. The JSON Lines loader applies the same builders to its lines. Nothing here touches
-the database.
+:class:`~collectors.ingest.privacy.Privacy` (part of :class:`Limits`) cuts payloads to their allow-list, removes
+excluded payload fields, anonymises IP addresses and hashes receiver public keys before a row exists, and
+:func:`kept_record` cleans what raw.rejects keeps of a refused record the same way. The JSON Lines loader applies
+the same builders to its lines. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 
 from collectors.ingest import registry as reg
-from collectors.ingest.privacy import NO_PRIVACY, Privacy
+from collectors.ingest.privacy import NO_PRIVACY, AddressRefused, Privacy
 from collectors.ingest.registry import INT64_MAX, MAX_JSON_DEPTH, SCHEMA_VERSION, RawTable
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
@@ -258,7 +258,14 @@ def _reader(spec: reg.Spec) -> Reader:
 
         return histogram
     if isinstance(spec, reg.Payload):
-        return lambda msg, limits: payload_json(get(msg), limits.max_payload_bytes, limits.privacy)  # type: ignore[arg-type]
+        # the payload's allow-list is the event's: the record's channel and event pick it
+        return lambda msg, limits: payload_json(
+            get(msg),  # type: ignore[arg-type]
+            limits.max_payload_bytes,
+            limits.privacy,
+            msg.channel,  # type: ignore[attr-defined]
+            msg.event,  # type: ignore[attr-defined]
+        )
     if isinstance(spec, reg.Document):
         return _document_reader(spec, get)
     if isinstance(spec, reg.SampleRate):
@@ -481,23 +488,54 @@ def canonical_json(text: str | bytes) -> str:
     return _EXACT_SORTED_ENCODER.encode(value).decode()
 
 
-def without_excluded(text: str | bytes, privacy: Privacy, under: str | None = None) -> str | bytes | None:
-    """The JSON object ``text`` with the excluded payload fields removed (the payload is ``text`` itself, or its
-    member ``under``); ``text`` itself when there is nothing to remove; None when it cannot be parsed (it might
-    hold an excluded field under any spelling, ``\\u`` escapes included), when the payload is not an object (its
-    arrays are not looked into) or when it cannot be re-encoded, so that nothing of it should be kept."""
+# the keys of a telemetry_event_v1 object (collectors.ingest.event_lines.EventLine): what a JSON event's reject
+# keeps when payload privacy applies (other keys are ignored by every path, and might hold anything)
+EVENT_LINE_KEYS = frozenset(
+    {
+        "schema_version",
+        "channel",
+        "event",
+        "timestamp",
+        "payload",
+        "event_id",
+        "user_id",
+        "session_id",
+        "sample_rate",
+        "dnt",
+    }
+)
+
+
+def _text_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def without_private(
+    text: str | bytes, privacy: Privacy, under: str | None = None, channel: str = "", event: str = ""
+) -> str | bytes | None:
+    """What raw.rejects keeps of a refused product event's JSON ``text``: the payload (``text`` itself, or its
+    member ``under`` in a telemetry_event_v1 object, whose channel and event then pick the allow-list) cleaned
+    by ``privacy`` as a row's would be, except that an IP key holding no IP address is dropped; in an object,
+    only the keys of telemetry_event_v1. Always written anew (duplicate keys, which parsers resolve to the last,
+    cannot bring back what was removed). None when it cannot be parsed (it might hold a private field under any
+    spelling, ``\\u`` escapes included), when the payload is not an object (its arrays are not looked into) or
+    when it cannot be re-encoded, so that nothing of it should be kept."""
     try:
         value = _EXACT_DECODER.decode(text.decode() if isinstance(text, bytes) else text)
     except (ValueError, RecursionError):  # RecordRefused and UnicodeDecodeError are ValueErrors
         return None
-    if under is not None and isinstance(value, dict) and under not in value:
-        return text  # no payload at all
-    payload = value.get(under) if under is not None and isinstance(value, dict) else value
+    if under is not None:
+        if not isinstance(value, dict):
+            return None
+        for key in set(value) - EVENT_LINE_KEYS:
+            del value[key]
+        channel, event = _text_or_empty(value.get("channel")), _text_or_empty(value.get("event"))
+        payload = value.get(under, {})
+    else:
+        payload = value
     if not isinstance(payload, dict):
         return None  # an array (or worse) may hold the field anywhere inside
-    if not privacy.has_excluded(payload):
-        return text
-    privacy.drop_excluded(payload)
+    privacy.clean_payload(payload, channel, event, strict=False)
     try:
         encoded = _EXACT_ENCODER.encode(value)
     except (UnicodeEncodeError, msgspec.EncodeError):  # a lone surrogate escape, which no UTF-8 can carry
@@ -525,17 +563,25 @@ def _json_object(text: str, label: str, max_bytes: int, decoder: json.JSONDecode
     return value
 
 
-def payload_json(text: str, max_bytes: int, privacy: Privacy = NO_PRIVACY) -> str:
-    """Validate a JSON object payload; returns the text to store (without the fields ``privacy`` excludes)."""
-    if not text:
-        return "{}"
-    value = _json_object(text, "payload", max_bytes, _PAYLOAD_DECODER)
-    if privacy.payload_exclude and privacy.has_excluded(value):
-        cleaned = without_excluded(text, privacy)
-        if cleaned is None:
-            raise RecordRefused("payload holds a character no UTF-8 text can carry (a lone surrogate escape)")
-        return cleaned or "{}"  # type: ignore[return-value]
-    return text
+def payload_json(text: str, max_bytes: int, privacy: Privacy = NO_PRIVACY, channel: str = "", event: str = "") -> str:
+    """Validate a JSON object payload; returns the text to store: cut to the allow-list of ``channel``/``event``,
+    without excluded fields, IP addresses anonymised (``privacy``), or as sent when none of that changed it."""
+    if not privacy.touches_payload:
+        if text:
+            _json_object(text, "payload", max_bytes, _PAYLOAD_DECODER)
+        return text or "{}"
+    # decoded with every number exact, so that a payload written anew keeps them as they were sent
+    value = _json_object(text, "payload", max_bytes, _EXACT_DECODER) if text else {}
+    try:
+        changed = privacy.clean_payload(value, channel, event, strict=True)
+    except AddressRefused as refused:
+        raise RecordRefused(str(refused)) from None
+    if not changed:
+        return text or "{}"
+    try:
+        return _EXACT_ENCODER.encode(value).decode()
+    except (UnicodeEncodeError, msgspec.EncodeError):
+        raise RecordRefused("payload holds a character no UTF-8 text can carry (a lone surrogate escape)") from None
 
 
 def is_account_created(row: tuple) -> bool:
@@ -554,7 +600,7 @@ def account_row(event: tuple) -> tuple:
 RECEIVER_KEY_FIELDS = ("receiver_public_key", "receiverKeyUID")
 
 WITHHELD_NOTE = (
-    "payload withheld from this reject: it could not be parsed while payload field exclusions are configured "
+    "payload withheld from this reject: it could not be parsed while payload privacy rules are configured "
     "(record_sha256 is the hash of the record as sent)"
 )
 
@@ -575,9 +621,9 @@ class Kept:
 
 
 def kept_record(msg: object, privacy: Privacy) -> Kept:
-    """The refused protobuf record as raw.rejects keeps it: as sent, with the receiver key hashed and excluded
-    payload fields removed; a payload that cannot be cleaned (unparseable while exclusions are configured) is
-    withheld."""
+    """The refused protobuf record as raw.rejects keeps it: as sent, with the receiver key hashed and the payload
+    cleaned as a row's (:func:`without_private`, fields unknown to the schema dropped); a payload that cannot be
+    cleaned (unparseable while payload privacy is configured) is withheld."""
     if not privacy.active:
         return Kept(msg.SerializeToString())  # type: ignore[attr-defined]
     if isinstance(msg, pb.MessageSample) and privacy.receiver_key_salt is not None and msg.receiver_public_key:
@@ -585,25 +631,25 @@ def kept_record(msg: object, privacy: Privacy) -> Kept:
         copy.CopyFrom(msg)
         copy.receiver_public_key = privacy.receiver_key(msg.receiver_public_key)
         return Kept(copy.SerializeToString())
-    if isinstance(msg, pb.ProductEvent) and privacy.payload_exclude and msg.payload_json:
-        cleaned = without_excluded(msg.payload_json, privacy)
-        if cleaned is not msg.payload_json:
-            copy = pb.ProductEvent()
-            copy.CopyFrom(msg)
-            copy.payload_json = cleaned or ""  # type: ignore[assignment]
-            if cleaned is None:
-                return Kept.withheld(copy.SerializeToString(), msg.SerializeToString())
-            return Kept(copy.SerializeToString())
+    if isinstance(msg, pb.ProductEvent) and privacy.touches_payload:
+        copy = pb.ProductEvent()
+        copy.CopyFrom(msg)
+        copy.DiscardUnknownFields()
+        cleaned = msg.payload_json and without_private(msg.payload_json, privacy, channel=msg.channel, event=msg.event)
+        copy.payload_json = cleaned or ""  # type: ignore[assignment]
+        if cleaned is None:
+            return Kept.withheld(copy.SerializeToString(), msg.SerializeToString())
+        return Kept(copy.SerializeToString())
     return Kept(msg.SerializeToString())  # type: ignore[attr-defined]
 
 
 def kept_json(raw: bytes, table: RawTable, privacy: Privacy) -> Kept:
-    """A refused record sent as JSON, as raw.rejects keeps it: its bytes, with excluded payload fields removed and
-    receiver keys hashed; withheld when privacy applies and it cannot be parsed."""
+    """A refused record sent as JSON, as raw.rejects keeps it: a product event cleaned by
+    :func:`without_private`, receiver keys hashed; withheld when privacy applies and it cannot be parsed."""
     if not privacy.active:
         return Kept(raw)
-    if table is reg.PRODUCT_EVENTS and privacy.payload_exclude:
-        cleaned = without_excluded(raw, privacy, under="payload")
+    if table is reg.PRODUCT_EVENTS and privacy.touches_payload:
+        cleaned = without_private(raw, privacy, under="payload")
         return Kept.withheld(b"", raw) if cleaned is None else Kept(cleaned)  # type: ignore[arg-type]
     if table is reg.MESSAGE_SAMPLES and privacy.receiver_key_salt is not None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -12,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from collectors.config import Settings
-from collectors.ingest import rules
+from collectors.ingest import registry, rules
 from collectors.ingest.privacy import HASHED_KEY_PREFIX, Privacy
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
@@ -194,3 +195,212 @@ def test_reliability_marts_are_the_same_with_hashed_receiver_keys(warehouse_url:
     hashed = build_and_read("hashed")
     assert all(plain[m] for m in models)
     assert hashed == plain
+
+
+# --------------------------------------------------------------------------- data minimisation and IP anonymisation
+
+IP_SALT = "an-ip-salt-of-16-characters-or-more"
+ALLOW = {"app/purchase": ["amount", "item.sku", "ip"], "app": ["screen", "client"], "*": ["ip"]}
+
+
+def minimising(**overrides: object) -> Privacy:
+    options: dict = {"allow": ALLOW, "ip_mode": "truncate", "ip_fields": ["ip", "client.ip"]} | overrides
+    return Privacy.of(**options)
+
+
+def test_minimisation_and_ip_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TELEMETRY_PAYLOAD_ALLOW_FIELDS", json.dumps(ALLOW))
+    monkeypatch.setenv("TELEMETRY_PAYLOAD_ALLOW_REQUIRED", "true")
+    monkeypatch.setenv("TELEMETRY_IP_ANONYMIZATION", "hmac")
+    monkeypatch.setenv("TELEMETRY_IP_FIELDS", "ip, client.ip")
+    salt_file = tmp_path / "ip-salt"
+    salt_file.write_text(IP_SALT + "\n")
+    monkeypatch.setenv("TELEMETRY_IP_SALT_FILE", str(salt_file))
+    settings = Settings()
+    assert settings.payload_allow_fields == ALLOW and settings.payload_allow_required
+    assert settings.ip_fields == ["ip", "client.ip"] and settings.ip_salt.get_secret_value() == IP_SALT
+    privacy = Privacy.from_settings(settings)
+    assert privacy.touches_payload and privacy.ip_mode == "hmac" and privacy.ip_paths == (("ip",), ("client", "ip"))
+    assert privacy.anonymized_ip("1.2.3.4") == Privacy.of(ip_mode="hmac", ip_salt=IP_SALT).anonymized_ip("1.2.3.4")
+    assert IP_SALT not in repr(settings) and IP_SALT not in repr(privacy)
+    # the code's defaults change nothing
+    for name in list(os.environ):
+        if name.startswith("TELEMETRY_"):
+            monkeypatch.delenv(name)
+    default = Privacy.from_settings(Settings())
+    assert (default.ip_mode, default.payload_allow, default.allow_required, default.touches_payload) == (
+        "off",
+        (),
+        False,
+        False,
+    )
+    with pytest.raises(ValidationError, match="TELEMETRY_IP_SALT of at least 16"):
+        Settings(ip_anonymization="hmac", ip_salt="short")
+    with pytest.raises(ValidationError, match="ip_anonymization"):
+        Settings(ip_anonymization="mask")
+    with pytest.raises(ValidationError, match="needs TELEMETRY_IP_FIELDS"):
+        Settings(ip_anonymization="truncate", ip_fields="")
+    with pytest.raises(ValidationError, match="is not a key path"):
+        Settings(ip_fields="ip,client..ip")
+    with pytest.raises(ValidationError, match="is not 'channel/event'"):
+        Settings(payload_allow_fields={"app/a/b": ["x"]})
+    with pytest.raises(ValidationError, match="is not a key path"):
+        Settings(payload_allow_fields={"app": ["ok", ".x"]})
+    with pytest.raises(ValueError, match="needs a salt"):
+        Privacy.of(ip_mode="hmac")
+
+
+@pytest.mark.parametrize(
+    ("channel", "event", "payload", "stored"),
+    [
+        # the most specific entry wins: channel/event, then channel, then *
+        ("app", "purchase", {"amount": 1, "item": {"sku": "a", "name": "b"}, "email": "x"},
+         {"amount": 1, "item": {"sku": "a"}}),
+        ("app", "open", {"screen": "home", "amount": 1, "client": {"os": "linux", "v": [1, {"k": 2}]}},
+         {"screen": "home", "client": {"os": "linux", "v": [1, {"k": 2}]}}),
+        ("web", "open", {"screen": "home", "ip": None}, {"ip": None}),
+        # a nested path keeps its key only while it holds an object; arrays are kept whole or not at all
+        ("app", "purchase", {"item": "sku-as-text", "amount": [1, 2]}, {"amount": [1, 2]}),
+        ("app", "purchase", {"item": [{"sku": "a", "secret": 1}]}, {}),
+    ],
+)  # fmt: skip
+def test_payloads_keep_only_their_allow_list(channel: str, event: str, payload: dict, stored: dict) -> None:
+    text = rules.payload_json(json.dumps(payload), 16 * 1024, minimising(), channel, event)
+    assert json.loads(text) == stored
+
+
+def test_without_an_entry_payloads_land_as_sent_unless_an_entry_is_required() -> None:
+    privacy = Privacy.of(allow={"app/purchase": ["amount"]})
+    sent = '{"b": 1.10, "a": 1e400, "n": 123456789012345678901234567890}'
+    assert rules.payload_json(sent, 1024, privacy, "web", "open") == sent  # untouched: the very text
+    assert rules.payload_json(sent, 1024, privacy, "app", "purchase") == "{}"
+    required = Privacy.of(allow={"app/purchase": ["amount", "b"]}, allow_required=True)
+    assert rules.payload_json(sent, 1024, required, "web", "open") == "{}"
+    assert rules.payload_json(sent, 1024, required, "app", "purchase") == '{"b":1.10}'  # numbers as written
+    assert rules.payload_json("", 1024, required, "web", "open") == "{}"
+    # the allow-list first, then the exclusions: an excluded path goes even when allowed
+    both = Privacy.of(["amount"], allow={"app/purchase": ["amount", "sku"]})
+    assert json.loads(rules.payload_json('{"amount": 1, "sku": "x", "y": 2}', 1024, both, "app", "purchase")) == {
+        "sku": "x"
+    }
+
+
+@pytest.mark.parametrize(
+    ("sent", "truncated"),
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("10.0.0.255", "10.0.0.0"),
+        ("2001:db8:abcd:12:3456::1", "2001:db8:abcd::"),
+        ("2001:DB8:ABCD:0012::0001", "2001:db8:abcd::"),
+        ("::ffff:203.0.113.77", "203.0.113.0"),  # IPv4-mapped: the IPv4 address it maps
+        ("::FFFF:cb00:714d", "203.0.113.0"),
+        ("fe80::1234:5678%eth0", "fe80::"),  # the zone (an interface of the sender) is dropped
+        ("2001:db8:1:2::3%25", "2001:db8:1::"),
+        ("::1", "::"),
+    ],
+)
+def test_truncation_keeps_the_24_or_48(sent: str, truncated: str) -> None:
+    privacy = Privacy.of(ip_mode="truncate", ip_fields=["ip", "client.ip"])
+    text = rules.payload_json(json.dumps({"ip": sent, "client": {"ip": sent}, "n": 1}), 1024, privacy)
+    assert json.loads(text) == {"ip": truncated, "client": {"ip": truncated}, "n": 1}
+
+
+def test_hmac_is_stable_per_address_and_keyed() -> None:
+    privacy = Privacy.of(ip_mode="hmac", ip_salt=IP_SALT)
+
+    def stored(address: str) -> str:
+        return json.loads(rules.payload_json(json.dumps({"ip": address}), 1024, privacy))["ip"]
+
+    first = stored("203.0.113.77")
+    assert first.startswith(HASHED_KEY_PREFIX) and len(first) == len(HASHED_KEY_PREFIX) + 64
+    assert stored("203.0.113.77") == first == stored("::ffff:203.0.113.77") == stored("::ffff:cb00:714d")
+    assert stored("203.0.113.78") != first
+    assert stored("2001:db8::1") == stored("2001:DB8:0:0::1") == stored("2001:db8::1%eth0")
+    assert Privacy.of(ip_mode="hmac", ip_salt="another-salt-of-16-chars").anonymized_ip("203.0.113.77") != first
+    assert "203.0.113" not in first
+
+
+HOSTILE_ADDRESSES = [
+    ({"nested": "1.2.3.4"}, "an object"),
+    (["1.2.3.4"], "an array"),
+    (True, "a boolean"),
+    (16909060, "a number"),  # 1.2.3.4 as an integer: not taken as an address
+    ("1" * 10_000, "a string of 10000 characters"),
+    ("1.2.3.4:8080", "a string of 12 characters that is"),
+    ("[2001:db8::1]:443", "a string of 17 characters that is"),
+    (" 1.2.3.4", "a string of 8 characters that is"),
+    ("01.2.3.4", "a string of 8 characters that is"),
+    ("1.2.3.4/24", "a string of 10 characters that is"),
+    ("fe80::1%", "a string of 8 characters that is"),
+    ("", "a string of 0 characters that is"),
+]
+
+
+@pytest.mark.parametrize(("value", "kind"), HOSTILE_ADDRESSES)
+def test_an_ip_key_without_an_address_refuses_the_event_and_is_dropped_from_its_reject(
+    value: object, kind: str
+) -> None:
+    privacy = Privacy.of(ip_mode="truncate", ip_fields=["client.ip"])
+    payload = json.dumps({"client": {"ip": value, "os": "linux"}})
+    with pytest.raises(rules.RecordRefused) as refused:
+        rules.payload_json(payload, 16 * 1024, privacy)
+    assert str(refused.value).startswith(f"payload client.ip holds {kind}")
+    assert "1.2.3.4" not in str(refused.value) and len(str(refused.value)) < 100  # the value is never echoed
+    # what a reject keeps of it: the key dropped, the rest as it was
+    event = records.event("e1")
+    event.payload_json = payload
+    kept = pb.ProductEvent.FromString(rules.kept_record(event, privacy).record)
+    assert json.loads(kept.payload_json) == {"client": {"os": "linux"}}
+    line = json.dumps({"event_id": "l1", "channel": "app", "event": "x", "payload": json.loads(payload)}).encode()
+    assert json.loads(rules.kept_json(line, registry.PRODUCT_EVENTS, privacy).record)["payload"] == {
+        "client": {"os": "linux"}
+    }
+
+
+def test_an_ip_key_the_allow_list_removes_refuses_nothing_and_null_stays_null() -> None:
+    privacy = minimising()
+    assert rules.payload_json('{"client": {"ip": {"x": 1}}}', 1024, privacy, "app", "purchase") == "{}"
+    assert json.loads(rules.payload_json('{"ip": null}', 1024, privacy, "web", "x")) == {"ip": None}
+
+
+def test_duplicate_keys_cannot_bring_back_what_was_removed() -> None:
+    """Parsers (Python's, jsonb) keep a duplicate key's last value: a payload or line written anew has one."""
+    privacy = minimising()
+    text = rules.payload_json('{"ip": "203.0.113.77", "ip": null}', 1024, privacy, "web", "x")
+    assert "203.0.113.77" not in text and json.loads(text) == {"ip": None}
+    line = (
+        b'{"channel": "web", "event": "x", "payload": {"ip": "203.0.113.77", "email": "a@b.c"}, '
+        b'"payload": {"ip": null}}'
+    )
+    kept = rules.kept_json(line, registry.PRODUCT_EVENTS, privacy).record
+    assert b"203.0.113" not in kept and b"a@b.c" not in kept and json.loads(kept)["payload"] == {"ip": None}
+
+
+def test_rejects_keep_no_unknown_keys_nor_fields_beside_the_payload() -> None:
+    """A JSON event's reject keeps the keys of telemetry_event_v1 only; a protobuf one, no unknown fields."""
+    from collectors.ingest.event_lines import EventLine
+
+    assert set(EventLine.__struct_fields__) == rules.EVENT_LINE_KEYS
+    privacy = minimising()
+    line = json.dumps(
+        {"channel": "app", "event": "purchase", "timestamp": "bad", "client_ip": "203.0.113.77",
+         "payload": {"amount": 3, "ip": "203.0.113.77", "email": "a@b.c"}}
+    ).encode()  # fmt: skip
+    kept = json.loads(rules.kept_json(line, registry.PRODUCT_EVENTS, privacy).record)
+    assert kept == {
+        "channel": "app",
+        "event": "purchase",
+        "timestamp": "bad",
+        "payload": {"amount": 3, "ip": "203.0.113.0"},
+    }
+    event = records.event("e1", name="purchase", amount=3, email="a@b.c", ip="203.0.113.77")
+    # field 99 (unknown to the schema), length 12: what a newer or hostile sender may add
+    with_unknown = pb.ProductEvent.FromString(event.SerializeToString() + b"\x9a\x06\x0c203.0.113.77")
+    assert b"203.0.113.77" in with_unknown.SerializeToString()
+    record = rules.kept_record(with_unknown, privacy).record
+    assert b"203.0.113.77" not in record and b"a@b.c" not in record
+    assert json.loads(pb.ProductEvent.FromString(record).payload_json) == {"amount": 3, "ip": "203.0.113.0"}
+    # unparseable while payload privacy applies: withheld, as with exclusions
+    event.payload_json = '{"ip": "203.0.113.77", oops'
+    withheld = rules.kept_record(event, privacy)
+    assert pb.ProductEvent.FromString(withheld.record).payload_json == "" and withheld.note

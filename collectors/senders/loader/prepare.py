@@ -46,11 +46,12 @@ class RuleBounds:
     privacy: Privacy = NO_PRIVACY
 
     def kept_line(self, raw: bytes) -> rules.Kept:
-        """What raw.rejects keeps of a refused line: the line, without excluded payload fields; a line that
-        cannot be parsed while exclusions are configured is withheld (only its size and hash are kept)."""
-        if not self.privacy.payload_exclude:
+        """What raw.rejects keeps of a refused line: the line, its payload cleaned as a row's would be
+        (:func:`rules.without_private`); a line that cannot be parsed while payload privacy is configured is
+        withheld (only its size and hash are kept)."""
+        if not self.privacy.touches_payload:
             return rules.Kept(raw)
-        kept = rules.without_excluded(raw, self.privacy, under="payload")
+        kept = rules.without_private(raw, self.privacy, under="payload")
         if kept is None:
             return rules.Kept.withheld(b"", raw)
         return rules.Kept(kept)  # type: ignore[arg-type]

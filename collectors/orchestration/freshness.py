@@ -104,19 +104,29 @@ def check_freshness(
     with connect(database_url) as conn:
         partition_columns = dict(conn.execute("select table_name, partition_column from quality.raw_tables"))
         for rule in rules:
-            longest = max(t for t in (rule.warn_after, rule.error_after) if t is not None)
-            since = dt.datetime.combine((now - longest).date() - dt.timedelta(days=LATE_DAYS), dt.time(), dt.UTC)
-            query = sql.SQL("select max({loaded}) from raw.{table}").format(
-                loaded=sql.Identifier(rule.loaded_at_field), table=sql.Identifier(rule.table_name)
-            )
-            partition = partition_columns.get(rule.table_name)
-            if partition:  # a literal bound, so the planner prunes the older partitions
-                query += sql.SQL(" where {column} >= {since}").format(
-                    column=sql.Identifier(partition), since=sql.Literal(since)
-                )
+            since = lookback_from(rule, now)
+            query = freshness_query(rule, since, partition_columns.get(rule.table_name))
             (newest,) = conn.execute(query).fetchone() or (None,)
             checks.append(Freshness(rule, now, since, newest))
     return checks
+
+
+def lookback_from(rule: FreshnessRule, now: dt.datetime) -> dt.datetime:
+    """The oldest partition key read: midnight of the day the longest threshold reaches, ``LATE_DAYS`` before."""
+    longest = max(t for t in (rule.warn_after, rule.error_after) if t is not None)
+    return dt.datetime.combine((now - longest).date() - dt.timedelta(days=LATE_DAYS), dt.time(), dt.UTC)
+
+
+def freshness_query(rule: FreshnessRule, since: dt.datetime, partition_column: str | None) -> sql.Composed:
+    """``max(loaded_at_field)`` over the partitions from ``since`` on (the whole table if it is not partitioned)."""
+    query = sql.SQL("select max({loaded}) from raw.{table}").format(
+        loaded=sql.Identifier(rule.loaded_at_field), table=sql.Identifier(rule.table_name)
+    )
+    if partition_column:  # a literal bound, so the planner prunes the older partitions
+        query += sql.SQL(" where {column} >= {since}").format(
+            column=sql.Identifier(partition_column), since=sql.Literal(since)
+        )
+    return query
 
 
 def store_freshness(

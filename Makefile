@@ -71,5 +71,15 @@ bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.jso
 demo: $(STAMP)  ## the main job: simulate a week, run the DAGs over it, print where the results are
 	$(BIN)/python -m collectors.dev.demo $(ARGS)
 
+# Exports for notebooks: every mart for the last EXPORT_DAYS whole UTC days, refreshed in place (files replaced
+# whole, inventory.json rewritten). E.g. make telemetry-etl EXPORT_DAYS=28 EXPORT_FORMAT=jsonl ARGS=--raw-events
+EXPORT_DIR    ?= .state/exports
+EXPORT_DAYS   ?= 7
+EXPORT_FORMAT ?= parquet
+.PHONY: telemetry-etl
+telemetry-etl: $(STAMP)  ## refresh EXPORT_DIR: every mart of the last EXPORT_DAYS days as EXPORT_FORMAT (+ ARGS)
+	$(BIN)/python -m collectors.export --all-marts --last-days $(EXPORT_DAYS) --format $(EXPORT_FORMAT) \
+	  --out $(EXPORT_DIR) $(ARGS)
+
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state bench-results.json

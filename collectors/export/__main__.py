@@ -1,0 +1,3 @@
+from collectors.export.cli import main
+
+raise SystemExit(main())

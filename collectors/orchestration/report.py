@@ -14,7 +14,11 @@ link in the UI's Browse menu; it runs on its own too (``uvicorn --factory collec
   tests that could not run; a link to the Great Expectations Data Docs; an inline SVG of
   ``marts.fct_reliability_daily`` (the last 30 days there are). No JavaScript, no external assets.
 * ``GET /api/runs``: the same runs, builds and days as JSON.
-* ``GET /data-docs/<path>``: the Data Docs site, ``<gx_dir>/uncommitted/data_docs/local_site/``.
+* ``GET /data-docs/<path>``: the Data Docs site, ``<gx_dir>/uncommitted/data_docs/local_site/``, offline: the
+  CDN assets its pages name are served from a vendored copy at ``GET /data-docs-vendor/<path>``
+  (``collectors.orchestration.data_docs_offline``).
+* ``GET /models``: the dbt models of the newest build's manifest, a section per model (a failing test links there).
+* ``GET /?failed=true``: only what did not pass.
 
 The warehouse is read with a read-only session. When it cannot be reached, or its tables are not
 there yet, both pages answer 503 with what to do instead of a stack trace. No Airflow, dbt or GX
@@ -41,6 +45,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 from starlette.staticfiles import StaticFiles
 
+from collectors.orchestration import data_docs_offline
 from collectors.orchestration import report_monitors as monitors_module
 from collectors.orchestration.report_history import TestHistory, read_dbt_history, validation_history
 from collectors.orchestration.report_models import ModelDocs, model_anchor, read_model_docs
@@ -61,6 +66,13 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+# the Data Docs: GX's own pages, scripts allowed (theirs, served from here), nothing from elsewhere
+DATA_DOCS_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": data_docs_offline.DATA_DOCS_CSP,
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -825,7 +837,23 @@ def create_app(
         # StaticFiles' own lookup: no path outside the site, no symlinks out of it, index.html for directories
         static = StaticFiles(directory=root, html=True, check_dir=False)
         relative = os.path.normpath(os.path.join(*path.split("/"))) if path else "."
-        return await static.get_response(relative, request.scope)
+        response = await static.get_response(relative, request.scope)
+        served = getattr(response, "path", None)
+        if response.status_code != 200 or not served or not str(served).endswith((".html", ".css")):
+            return response
+        # GX's pages and styles name CDN and S3 assets: the same files, served from here
+        text = data_docs_offline.rewrite(Path(served).read_text(encoding="utf-8", errors="replace"), path)
+        media_type = "text/html" if str(served).endswith(".html") else "text/css"
+        return Response(text, media_type=media_type, headers=DATA_DOCS_HEADERS)
+
+    vendor = StaticFiles(directory=data_docs_offline.VENDOR_DIR, check_dir=False)
+
+    @app.get(f"/{data_docs_offline.VENDOR_ROUTE}/{{path:path}}", summary="The Data Docs' scripts, styles and fonts")
+    async def data_docs_vendor(path: str, request: Request) -> Response:
+        relative = os.path.normpath(os.path.join(*path.split("/"))) if path else "."
+        response = await vendor.get_response(relative, request.scope)
+        response.headers["Cache-Control"] = "max-age=86400"  # versioned paths: they never change
+        return response
 
     return app
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 from functools import lru_cache
@@ -135,7 +136,7 @@ class Settings(BaseSettings):
     # Data minimisation: per "channel/event", "channel" or "*" (the most specific wins), the payload key paths an
     # event may keep, as JSON, e.g. {"app/purchase": ["amount", "item.sku"], "*": ["screen"]}; other keys are
     # removed. Events no entry matches keep their payload, unless payload_allow_required: then they keep none.
-    payload_allow_fields: dict[str, list[str]] = Field(default_factory=dict)
+    payload_allow_fields: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
     payload_allow_required: bool = False
     # IP anonymisation of the payload keys ip_fields (comma-separated key paths): "truncate" keeps the /24 of an
     # IPv4 address and the /48 of an IPv6 one, "hmac" stores HMAC-SHA256(ip_salt, address); a value that is not
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
     # built with Sampling.from_settings): the share of users kept per "channel/event", "channel" or "*" (the most
     # specific wins, 1 when none matches), as JSON, e.g. {"app": 0.1, "app/purchase": 1}. The salt keys the hash
     # that picks the users: keep it secret and stable, or another set of users is sampled from then on.
-    sampling_rates: dict[str, float] = Field(default_factory=dict)
+    sampling_rates: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     sampling_salt: SecretStr = SecretStr("")
 
     retention: RetentionDays = Field(default_factory=RetentionDays)
@@ -220,6 +221,19 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list | tuple):
             _check_key_paths(value)
+        return value
+
+    @field_validator("payload_allow_fields", "sampling_rates", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        """JSON from the environment; empty (an unset compose variable) is none."""
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                return json.loads(value)
+            except ValueError as error:
+                raise ValueError(f"not JSON: {error}") from None
         return value
 
     @field_validator("payload_allow_fields")

@@ -234,6 +234,14 @@ def test_minimisation_and_ip_settings(monkeypatch: pytest.MonkeyPatch, tmp_path:
         False,
         False,
     )
+    # what compose passes for an unset variable: empty, which is none (JSON otherwise)
+    monkeypatch.setenv("TELEMETRY_PAYLOAD_ALLOW_FIELDS", "")
+    monkeypatch.setenv("TELEMETRY_SAMPLING_RATES", " ")
+    assert (Settings().payload_allow_fields, Settings().sampling_rates) == ({}, {})
+    monkeypatch.setenv("TELEMETRY_PAYLOAD_ALLOW_FIELDS", '{"app": ["screen"]')
+    with pytest.raises(ValidationError, match="not JSON"):
+        Settings()
+    monkeypatch.delenv("TELEMETRY_PAYLOAD_ALLOW_FIELDS")
     with pytest.raises(ValidationError, match="TELEMETRY_IP_SALT of at least 16"):
         Settings(ip_anonymization="hmac", ip_salt="short")
     with pytest.raises(ValidationError, match="ip_anonymization"):

@@ -1,8 +1,10 @@
 """Airflow plugin: the data-quality report in the api-server, and a "Data quality" entry in the UI's Browse menu.
 
 The report (``collectors.orchestration.report``) is mounted at ``/telemetry-quality/``; the menu entry shows it
-inside the Airflow UI at ``/plugin/data-quality``. Both need an Airflow login, like the rest of the
-UI: a browser without one is sent to the auth manager's login page and back.
+inside the Airflow UI at ``/plugin/data-quality``. The dashboards (``collectors.orchestration.dashboards``) are
+mounted at ``/telemetry-dashboards/``, shown at ``/plugin/dashboards`` by a "Dashboards" entry beside it. Both
+need an Airflow login, like the rest of the UI: a browser without one is sent to the auth manager's login page
+and back.
 
 Airflow imports every ``plugins/*.py`` file by its bare name in every process that loads plugins
 (scheduler, workers, dag-processor), so this module imports nothing but ``AirflowPlugin``: the
@@ -20,6 +22,7 @@ from airflow.plugins_manager import AirflowPlugin
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/telemetry-quality"
+DASHBOARDS_PREFIX = "/telemetry-dashboards"  # the analysts' dashboards (collectors.orchestration.dashboards)
 # as collectors.orchestration.airflow_tasks (not imported here: it loads the task SDK)
 
 
@@ -46,17 +49,18 @@ class SlashRedirect:
     """``/telemetry-quality`` -> ``/telemetry-quality/``: the mount answers only below its prefix, and the UI's
     catch-all route would show its 404 page for the bare prefix. Pure ASGI; passes everything else through."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, prefix: str = URL_PREFIX) -> None:
         self.app = app
+        self.prefix = prefix
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             root, path = scope.get("root_path", ""), scope.get("path", "")
-            if path in (URL_PREFIX, root + URL_PREFIX):
+            if path in (self.prefix, root + self.prefix):
                 from starlette.responses import RedirectResponse
 
                 query = scope.get("query_string", b"").decode("latin-1")
-                location = root + URL_PREFIX + "/" + (f"?{query}" if query else "")
+                location = root + self.prefix + "/" + (f"?{query}" if query else "")
                 await RedirectResponse(location, status_code=307)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -77,10 +81,23 @@ class TelemetryQualityPlugin(AirflowPlugin):
             "url_route": "data-quality",  # shown in the UI at /plugin/data-quality (an iframe)
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Dashboards",
+            "href": DASHBOARDS_PREFIX.lstrip("/") + "/",
+            "url_route": "dashboards",  # shown in the UI at /plugin/dashboards
+            "destination": "nav",
+            "category": "browse",
+        },
     ]
     fastapi_root_middlewares = [  # noqa: RUF012
-        {"middleware": SlashRedirect, "args": [], "kwargs": {}, "name": "telemetry-quality trailing slash"}
+        {"middleware": SlashRedirect, "args": [], "kwargs": {}, "name": "telemetry-quality trailing slash"},
+        {
+            "middleware": SlashRedirect,
+            "args": [],
+            "kwargs": {"prefix": DASHBOARDS_PREFIX},
+            "name": "telemetry-dashboards trailing slash",
+        },
     ]
 
     @cached_property
@@ -88,6 +105,7 @@ class TelemetryQualityPlugin(AirflowPlugin):
         from airflow.api_fastapi.core_api.security import requires_authenticated
         from fastapi import Depends
 
+        from collectors.orchestration import dashboards
         from collectors.orchestration.report import create_app
 
         app = create_app(
@@ -95,4 +113,12 @@ class TelemetryQualityPlugin(AirflowPlugin):
             dependencies=[Depends(requires_authenticated())],
             login_url=_login_url,
         )
-        return [{"app": app, "url_prefix": URL_PREFIX, "name": "Telemetry data quality report"}]
+        boards = dashboards.create_app(
+            database_url=warehouse_url,
+            dependencies=[Depends(requires_authenticated())],
+            login_url=_login_url,
+        )
+        return [
+            {"app": app, "url_prefix": URL_PREFIX, "name": "Telemetry data quality report"},
+            {"app": boards, "url_prefix": DASHBOARDS_PREFIX, "name": "Telemetry dashboards"},
+        ]

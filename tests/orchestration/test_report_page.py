@@ -559,9 +559,11 @@ def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
         status, plugins = get_json(f"{airflow.api_url}/api/v2/plugins", token["access_token"])
         assert status == 200, plugins
         plugin = next(p for p in plugins["plugins"] if p["name"] == "telemetry_quality")
-        assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/telemetry-quality"]
+        # (the plugin mounts the dashboards beside the report: tests/orchestration/test_dashboards.py)
+        assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/telemetry-quality", "/telemetry-dashboards"]
         assert [(v["name"], v["href"], v["url_route"], v["category"]) for v in plugin["external_views"]] == [
-            ("Data quality", "telemetry-quality/", "data-quality", "browse")
+            ("Data quality", "telemetry-quality/", "data-quality", "browse"),
+            ("Dashboards", "telemetry-dashboards/", "dashboards", "browse"),
         ]
         status, runs = get_json(f"{page_url}api/runs", token["access_token"])
         assert status == 200 and runs["runs"][0]["run_id"] == FAILING_RUN

@@ -224,3 +224,32 @@ def test_the_cli_writes_files_and_the_inventory(landed: str, tmp_path: Path, cap
     inventory = json.loads((tmp_path / INVENTORY).read_text())
     assert inventory["format"] == "jsonl" and inventory["rejects"]["total"] == 7
     assert Decimal(json.loads((tmp_path / "raw.product_events.jsonl").read_text().splitlines()[0])["sample_rate"]) > 0
+
+
+def test_arrow_types_of_postgres_columns(db: psycopg.Connection) -> None:
+    from collectors.export.columns import arrow_batch, arrow_schema, column_types
+
+    db.execute(
+        "create temp table typed (ids int8[], shares numeric[], money numeric(10, 2), share numeric, tags text[],"
+        " flag boolean, day date, took interval, id uuid, doc jsonb)"
+    )
+    db.execute(
+        "insert into typed values (array[1, null, 3], array[1.5, 1 / 3::numeric], 12.34, 1 / 3::numeric, array['a'],"
+        " true, '2026-01-05', '90 seconds', '00000000-0000-0000-0000-000000000001', '{\"a\": [1]}'),"
+        " (null, null, null, null, null, null, null, null, null, null)"
+    )
+    cursor = db.execute("select * from typed")
+    types = column_types(db, cursor.description)
+    schema = arrow_schema(types)
+    assert [f.type for f in schema] == [
+        pa.list_(pa.int64()), pa.list_(pa.float64()), pa.decimal128(10, 2), pa.float64(), pa.list_(pa.string()),
+        pa.bool_(), pa.date32(), pa.duration("us"), pa.string(), pa.string(),
+    ]  # fmt: skip
+    assert json.loads(schema.metadata[b"postgres_types"])["ids"] == "int8[]"
+    first, nulls = arrow_batch(types, cursor.fetchall(), schema).to_pylist()
+    assert first == {
+        "ids": [1, None, 3], "shares": [1.5, 1 / 3], "money": Decimal("12.34"), "share": 1 / 3, "tags": ["a"],
+        "flag": True, "day": dt.date(2026, 1, 5), "took": dt.timedelta(seconds=90),
+        "id": "00000000-0000-0000-0000-000000000001", "doc": '{"a":[1]}',
+    }  # fmt: skip
+    assert set(nulls.values()) == {None}

@@ -501,11 +501,16 @@ def adoption_figure(rows: Rows, filters: Filters) -> go.Figure:
     series: dict[str, list[dict[str, Any]]] = {}
     for r in rows.dicts():
         series.setdefault(f"{r['channel']}/{r['event']}", []).append(r)
+    symbols = {"up": "triangle-up", "down": "triangle-down"}
     traces = [
         go.Scatter(
             x=[r["week_start"] for r in points],
             y=[_num(r["adoption_share"]) for r in points],
-            text=[r["trend"] or "" for r in points],
+            # only a change is labelled (a "stable" on every point would hide the lines); the hover says it all
+            text=[r["trend"] if r["trend"] in symbols else "" for r in points],
+            customdata=[r["trend"] or "" for r in points],
+            hovertemplate="%{fullData.name} %{x}: %{y:.1%} (%{customdata})<extra></extra>",
+            marker={"symbol": [symbols.get(r["trend"], "circle") for r in points], "size": 9},
             textposition="top center",
             mode="lines+markers+text",
             name=name,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from collectors.ingest.rules import MAX_JSON_DEPTH, SCHEMA_VERSION, canonical_json, nests_too_deep
+from collectors.ingest.privacy import NO_PRIVACY, Privacy
+from collectors.ingest.rules import MAX_JSON_DEPTH, SCHEMA_VERSION, canonical_json, nests_too_deep, without_private
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -45,11 +46,15 @@ def derived_event_id(fields: tuple[str, ...]) -> str:
     return "jsonl-" + hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:32]
 
 
-def _canonical_payload(payload_json: str) -> str:
-    """The payload's canonical text for the derived id; an empty object when absent. A payload that is not JSON
-    is refused by the payload rule afterwards: its id does not matter, so its text stands in."""
+def _canonical_payload(payload_json: str, privacy: Privacy = NO_PRIVACY, channel: str = "", event: str = "") -> str:
+    """The payload's canonical text for the derived id, as it will be stored (after ``privacy``: an id of what
+    privacy removes, an unkeyed hash, would let a truncated address be recovered in 256 guesses); an empty
+    object when absent. A payload that is not JSON is refused by the payload rule afterwards: its id does not
+    matter, so its text stands in."""
     if not payload_json:
         return ""
+    if privacy.touches_payload:
+        payload_json = without_private(payload_json, privacy, channel=channel, event=event) or payload_json  # type: ignore[assignment]
     try:
         canonical = canonical_json(payload_json)
     except (ValueError, RecursionError):
@@ -132,8 +137,9 @@ def _reason(error: msgspec.MsgspecError) -> str:
     return message
 
 
-def parse_line(raw: bytes, *, default_user_id: str = "") -> ParsedEvent:
-    """The event of one line (without its newline); raises :class:`LineRefused`."""
+def parse_line(raw: bytes, *, default_user_id: str = "", privacy: Privacy = NO_PRIVACY) -> ParsedEvent:
+    """The event of one line (without its newline); raises :class:`LineRefused`. ``privacy``: the rules its
+    payload will be stored under, which a derived event id follows."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -159,7 +165,14 @@ def parse_line(raw: bytes, *, default_user_id: str = "") -> ParsedEvent:
     event_id = str(line.event_id) if line.event_id is not None else ""
     if not event_id:
         event_id = derived_event_id(
-            (line.channel, line.event, timestamp.isoformat(), user_id, session_id, _canonical_payload(payload_json))
+            (
+                line.channel,
+                line.event,
+                timestamp.isoformat(),
+                user_id,
+                session_id,
+                _canonical_payload(payload_json, privacy, line.channel, line.event),
+            )
         )
     delta = timestamp - EPOCH
     return ParsedEvent(

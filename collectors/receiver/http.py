@@ -36,7 +36,7 @@ from collectors.ingest.service import ENDPOINTS, BatchRefused, IngestService, Re
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import json_schemas
 from collectors.receiver.auth import bearer_token, token_matches
-from collectors.receiver.json_records import ROUTES, BodyRefused, Route, gunzip, json_elements
+from collectors.receiver.json_records import ROUTES, BodyRefused, Route, gunzip, json_elements, product_events
 from collectors.receiver.limits import RateLimiter
 
 STATUS = {
@@ -141,7 +141,10 @@ class Routes:
         if gzipped:
             body = gunzip(body, self.settings.max_batch_bytes)
         elements = json_elements(body, ndjson=ndjson, single_object=route.single_object)
-        decoded = route.decode(elements)
+        if route.decode is product_events:  # derived event ids follow the privacy settings
+            decoded = product_events(elements, self.ingest.service.privacy)
+        else:
+            decoded = route.decode(elements)
         ack = self.ingest.service.ingest_records(
             ENDPOINT_OF[route.table.name],
             decoded.items,

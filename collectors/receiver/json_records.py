@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from collectors.ingest import registry
 from collectors.ingest.event_lines import LineRefused, parse_line, parse_timestamp
+from collectors.ingest.privacy import NO_PRIVACY, Privacy
 from collectors.ingest.registry import RawTable
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver import json_schemas
@@ -169,13 +170,13 @@ def received_messages(elements: list[bytes]) -> Decoded:
     return decoded
 
 
-def product_events(elements: list[bytes]) -> Decoded:
+def product_events(elements: list[bytes], privacy: Privacy = NO_PRIVACY) -> Decoded:
     """``POST /api/v1/events``: ``telemetry_event_v1`` objects, read as the JSONL loader reads its lines (the
-    same event ids derived for objects without one)."""
+    same event ids derived for objects without one, under the same privacy settings)."""
     decoded = Decoded()
     for raw in elements:
         try:
-            decoded.add(raw, parse_line(raw).to_proto())
+            decoded.add(raw, parse_line(raw, privacy=privacy).to_proto())
         except LineRefused as refused:
             decoded.add(raw, None, str(refused))
     return decoded

@@ -412,3 +412,26 @@ def test_rejects_keep_no_unknown_keys_nor_fields_beside_the_payload() -> None:
     event.payload_json = '{"ip": "203.0.113.77", oops'
     withheld = rules.kept_record(event, privacy)
     assert pb.ProductEvent.FromString(withheld.record).payload_json == "" and withheld.note
+
+
+def test_derived_event_ids_are_of_the_payload_as_stored() -> None:
+    """A line without an event id gets one derived from what is stored of it: an unkeyed hash over the address
+    as sent would give a truncated address back in 256 guesses."""
+    from collectors.ingest.event_lines import parse_line
+
+    def line(address: str, **payload: object) -> bytes:
+        fields = {"schema_version": "telemetry_event_v1", "channel": "app", "event": "purchase", "user_id": "u1"}
+        payload = {"ip": address, "amount": 1} | payload
+        return json.dumps(fields | {"timestamp": "2026-03-01T12:00:00Z", "payload": payload}).encode()
+
+    privacy = minimising()
+    first, second = (parse_line(line(a), privacy=privacy) for a in ("203.0.113.5", "203.0.113.6"))
+    assert first.event_id == second.event_id and first.payload_json == json.dumps({"ip": "203.0.113.5", "amount": 1})
+    stored = parse_line(line("203.0.113.0"), privacy=privacy)
+    assert stored.event_id == first.event_id
+    assert parse_line(line("203.0.113.5", card="4111"), privacy=privacy).event_id == first.event_id
+    assert parse_line(line("203.0.113.7"), privacy=privacy).event_id == first.event_id
+    assert parse_line(line("203.0.114.5"), privacy=privacy).event_id != first.event_id
+    # without privacy the id is of the line as sent, as before
+    plain = [parse_line(line(a)) for a in ("203.0.113.5", "203.0.113.6")]
+    assert plain[0].event_id != plain[1].event_id and plain[0].event_id != first.event_id

@@ -117,7 +117,7 @@ def prepare_rows(
             batch.blank += 1
             continue
         try:
-            event = parse_line(raw, default_user_id=default_user_id)
+            event = parse_line(raw, default_user_id=default_user_id, privacy=bounds.privacy)
             if _sampled_out(event, sampling):
                 batch.sampled_out += 1
                 continue
@@ -173,7 +173,7 @@ def prepare_events(
             batch.blank += 1
             continue
         try:
-            event = parse_line(raw, default_user_id=default_user_id)
+            event = parse_line(raw, default_user_id=default_user_id, privacy=bounds.privacy)
             if _sampled_out(event, sampling):
                 batch.sampled_out += 1
                 continue

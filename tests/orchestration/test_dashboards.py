@@ -43,7 +43,8 @@ from collectors.dev import local_postgres
 from collectors.dev.ports import free_port
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.orchestration import dbt_runner as dbt
-from collectors.orchestration.dashboards import DASHBOARDS, NOT_YET_KNOWN, create_app, thresholds
+from collectors.orchestration.dashboard_figures import NOT_YET_KNOWN, thresholds
+from collectors.orchestration.dashboards import DASHBOARDS, create_app
 from tests.dbt.test_server_metrics import variant
 from tests.support.simulated import land_simulation
 

@@ -25,6 +25,8 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ import uvicorn
 from fastapi import Depends, HTTPException
 
 from collectors.dev import local_postgres
+from collectors.dev.local_airflow import LocalAirflow
 from collectors.dev.ports import free_port
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.orchestration import dbt_runner as dbt
@@ -676,3 +679,43 @@ def test_a_browser_draws_every_dashboard_from_loopback_only(warehouse: Warehouse
             assert not leaving, leaving
             assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
     print(f"\nchromium: {len(DASHBOARDS)} dashboards in {time.monotonic() - started:.1f} s; screenshots in {ARTEFACTS}")
+
+
+# --------------------------------------------------------------------------- in Airflow
+
+
+@pytest.fixture(scope="module")
+def airflow_meta(pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    name = f"airflow_dash_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = local_postgres.create_database(pg_server.url, name)
+    LocalAirflow(tmp_path_factory.mktemp("airflow_dash"), url, url).migrate()
+    yield url
+    local_postgres.drop_database(pg_server.url, name)
+
+
+@pytest.mark.e2e
+def test_the_dashboards_menu_entry_and_pages_in_airflow(
+    airflow_meta: str, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """The plugin in a real api-server: the bare prefix redirects, a page and a CSV answer behind Airflow's auth
+    (LocalAirflow's simple auth manager lets everyone in), the UI's Dashboards entry frames the app, and chromium
+    draws a dashboard through the api-server."""
+    if shutil.which("chromium") is None:
+        pytest.fail("chromium is missing: run `make browser` (as root; `make test` does it)", pytrace=False)
+    airflow = LocalAirflow(tmp_path / "home", airflow_meta, warehouse.url)
+    with airflow.services(["api-server"]):
+        page = f"{airflow.api_url}/telemetry-dashboards/"
+        with urllib.request.urlopen(f"{airflow.api_url}/telemetry-dashboards", timeout=30) as reply:
+            assert reply.url == page and 'id="dashboards"' in reply.read().decode()
+        query = urllib.parse.urlencode(PERIOD)
+        with urllib.request.urlopen(f"{page}reliability?{query}", timeout=60) as reply:
+            html = reply.read().decode()
+        _, _, _, sql, params, column = next(n for n in ONE_NUMBER if n[:2] == ("reliability", "overall"))
+        assert any(matches(row, rows(warehouse.url, sql, params)[0], column) for row in table_of(html, "overall"))
+        with urllib.request.urlopen(f"{page}reliability/overall.csv?{query}", timeout=60) as reply:
+            header, body = parse_csv(reply.read().decode())
+        assert header[:2] == ["day", "reliability"] and len(body) == len(table_of(html, "overall"))
+        ui = chromium("--virtual-time-budget=10000", "--dump-dom", f"{airflow.api_url}/plugin/dashboards").stdout
+        assert re.search(r'<iframe[^>]*src="[^"]*telemetry-dashboards/"[^>]*title="Dashboards"', ui), ui[-2000:]
+        dom = chromium("--virtual-time-budget=10000", "--dump-dom", f"{page}hosts?{query}").stdout
+        assert dom.count('class="main-svg"') >= 2  # both charts drawn, plotly.js from the api-server

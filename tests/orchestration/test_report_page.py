@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -499,10 +500,45 @@ def chromium_binary() -> str:
     return binary
 
 
-def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Debian's chromium, headless, in a profile of its own."""
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def page_request_hosts(net_log: Path) -> tuple[set[str], set[str]]:
+    """The hosts chromium's net log shows requested for the pages, and those of its own services.
+
+    A request made for a page (the navigation, its scripts, styles, fonts, images, XHR, a redirect's next hop)
+    carries the page's site in its network isolation key; chromium's own traffic (component updates, the
+    clock check, the account list) carries ``null null`` or google.com, and is no page's doing.
+    """
+    text = net_log.read_text(errors="replace").rstrip()
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:  # a log chromium did not close: its events so far
+        log = json.loads(text.rstrip(",") + "]}")
+    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+    urls: dict[int, set[str]] = {}
+    for_page: set[int] = set()
+    for event in log["events"]:
+        params, source = event.get("params") or {}, event["source"]["id"]
+        for key in ("url", "new_location"):
+            if isinstance(params.get(key), str) and params[key].startswith(("http", "ws")):
+                urls.setdefault(source, set()).add(params[key])
+        if names[event["type"]] == "URL_REQUEST_START_JOB":
+            top_site = str(params.get("network_isolation_key", "")).split(" ")[0]
+            if urlsplit(top_site).hostname in LOOPBACK:
+                for_page.add(source)
+    assert for_page, f"{net_log.name} has no request for a page"
+    hosts = {urlsplit(url).hostname or "" for source in for_page for url in urls[source]}
+    others = {urlsplit(url).hostname or "" for source, found in urls.items() if source not in for_page for url in found}
+    return hosts, others
+
+
+def chromium(*args: str, timeout: float = 60, net_log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Debian's chromium, headless, in a profile of its own; ``net_log`` records its every request."""
     binary = chromium_binary()
     profile = ARTEFACTS.parent / f".chromium-profile-{os.getpid()}"
+    if net_log is not None:
+        args = (f"--log-net-log={net_log}", "--net-log-capture-mode=Default", *args)
     try:
         return subprocess.run(
             [
@@ -540,12 +576,49 @@ def get_json(url: str, token: str | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
+OFFLINE_PAGE = "validations/raw_minute_snapshots/offline/20261201T000000Z/result.html"  # as deep as GX writes them
+VENDOR_ROUTE = "data-docs-vendor"
+
+
+def seed_monitors(url: str) -> None:
+    """A stale source checked by the freshness check, a 90 % drop in the last hour, a source of four days."""
+    from collectors.orchestration import freshness
+    from tests.orchestration.test_report_monitors import HOUR, insert_raw, ledger
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        insert_raw(conn)
+        last = HOUR - dt.timedelta(hours=1)
+        for source, start, rows in (
+            ("host_minutes", dt.timedelta(weeks=4, hours=30), 1000),
+            ("product_events", dt.timedelta(days=4), 50),
+        ):
+            hour = last - start
+            while hour <= last:
+                drop = source == "host_minutes" and hour == last
+                ledger(conn, source, hour + dt.timedelta(minutes=5), rows // 10 if drop else rows, rejected=1)
+                hour += dt.timedelta(hours=1)
+    freshness.store_freshness(url, freshness.check_freshness(url), dag_id="telemetry_hourly", run_id="r")
+
+
+def offline_site(site: Path) -> None:
+    """A page of GX's own asset tags that reports, from a script, which jQuery ran (the vendored one)."""
+    from tests.orchestration.test_data_docs_offline import GX_VIEW, gx_like_page
+
+    page = site / OFFLINE_PAGE
+    page.parent.mkdir(parents=True, exist_ok=True)
+    probe = "<script>document.body.dataset.jquery = window.jQuery ? jQuery.fn.jquery : 'none';</script>"
+    page.write_text(gx_like_page().replace("</body>", "<h1>Validation result, offline</h1>" + probe + "</body>"))
+    shutil.copytree(GX_VIEW / "static", site / "static", dirs_exist_ok=True)
+
+
 @pytest.mark.e2e
 def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
     airflow_meta: str, report_url: str, gx_dir: Path, tmp_path: Path
 ) -> None:
     chromium_binary()  # fail early, before starting Airflow
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    seed_monitors(report_url)
+    offline_site(gx_dir / "uncommitted" / "data_docs" / "local_site")
     airflow = LocalAirflow(tmp_path / "home", airflow_meta, report_url, extra_env={"TELEMETRY_GX_DIR": str(gx_dir)})
     started = time.monotonic()
     with airflow.services(["api-server"]):
@@ -571,12 +644,52 @@ def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
         # a browser sees the last run first, its failing expectation, the Data Docs link, the chart, and the
         # dbt build whose test failed, with that test
         browser_started = time.monotonic()
-        dom = chromium("--dump-dom", page_url).stdout
+        net_logs = []
+        net_logs.append(tmp_path / "net-report.json")
+        dom = chromium("--dump-dom", page_url, net_log=net_logs[-1]).stdout
         check_page(dom)
         assert DBT_FAILING_TEST in dom[dom.index('<section id="dbt-tests">') :]
+        # the monitors: the stale source, the 90 % drop, the new source without history, the history strips
+        freshness = dom[dom.index('<section id="freshness">') :]
+        assert re.search(r'data-table="minute_snapshots">.*?class="status stale">stale<', freshness, re.S)
+        volume = dom[dom.index('<section id="volume">') :]
+        assert re.search(r'data-source="host_minutes">.*?class="status flagged">flagged<', volume, re.S)
+        assert re.search(r'data-source="product_events">.*?not enough history', volume, re.S)
+        assert f'data-key="test.telemetry.{DBT_FAILING_TEST}.0123456789"' in dom
         screenshot = ARTEFACTS / "data-quality-report.png"
-        screenshot.unlink(missing_ok=True)
-        chromium(f"--screenshot={screenshot}", "--window-size=1280,900", "--hide-scrollbars", page_url)
+        screenshots = {
+            screenshot: page_url,
+            ARTEFACTS / "data-quality-report-failed-only.png": page_url + "?failed=true",
+            ARTEFACTS / "data-docs-offline.png": page_url + "data-docs/" + OFFLINE_PAGE,
+        }
+        for shot, url in screenshots.items():
+            shot.unlink(missing_ok=True)
+            net_logs.append(tmp_path / f"net-{shot.stem}.json")
+            size = "--window-size=1280,2400" if shot == screenshot else "--window-size=1280,900"
+            chromium(
+                f"--screenshot={shot}",
+                size,
+                "--hide-scrollbars",
+                "--virtual-time-budget=5000",
+                url,
+                net_log=net_logs[-1],
+            )
+        # the Data Docs page (GX's own tags) ran its vendored jQuery and bootstrap-table, from the report
+        docs_dom = chromium(
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page_url + "data-docs/" + OFFLINE_PAGE,
+            net_log=tmp_path / "net-docs.json",
+        ).stdout
+        net_logs.append(tmp_path / "net-docs.json")
+        assert 'data-jquery="3.7.1"' in docs_dom, docs_dom[-1500:]
+        # nothing any of these pages loaded left loopback (the report itself, Data Docs, their assets)
+        browser_services: set[str] = set()
+        for net_log in net_logs:
+            hosts, others = page_request_hosts(net_log)
+            assert hosts <= LOOPBACK, (net_log.name, hosts - LOOPBACK)
+            browser_services |= others
+        assert VENDOR_ROUTE in (tmp_path / "net-docs.json").read_text()
         # the "Data quality" menu entry's page in the Airflow UI embeds the report
         ui = chromium("--virtual-time-budget=10000", "--dump-dom", f"{airflow.api_url}/plugin/data-quality").stdout
         assert re.search(r'<iframe[^>]*src="[^"]*telemetry-quality/"[^>]*title="Data quality"', ui), ui[-2000:]
@@ -585,5 +698,7 @@ def test_a_browser_finds_the_last_validation_run_on_the_airflow_plugin_page(
         with urllib.request.urlopen(f"{airflow.api_url}/telemetry-quality", timeout=30) as reply:
             assert reply.url == page_url and FAILING_RUN in reply.read().decode()
     print(f"\napi-server ready in {ready:.1f} s; chromium {browser:.1f} s; screenshot: {screenshot}")
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+    print(f"chromium's own requests, no page's: {sorted(browser_services - LOOPBACK)}")
+    for shot in screenshots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
+        assert shot.stat().st_size > 20_000, shot  # a rendered page, not a blank one

@@ -114,10 +114,16 @@ def parse_address(value: object, label: str = "ip") -> ipaddress.IPv4Address | i
     return address
 
 
+_IPV4_MASK = (1 << 32) - (1 << (32 - IPV4_PREFIX))
+_IPV6_MASK = (1 << 128) - (1 << (128 - IPV6_PREFIX))
+
+
 def truncated_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """The first address of the address's /24 (IPv4) or /48 (IPv6)."""
-    prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    """The first address of the address's /24 (IPv4) or /48 (IPv6) (masked as an integer: building the network
+    object costs more than the rest of the payload's privacy together)."""
+    if address.version == 4:
+        return str(ipaddress.IPv4Address(int(address) & _IPV4_MASK))
+    return str(ipaddress.IPv6Address(int(address) & _IPV6_MASK))
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,8 @@ class Privacy:
     ip_paths: tuple[Path, ...] = (("ip",),)
     ip_salt: bytes | None = field(default=None, repr=False)
     _allow_trees: dict[str, AllowTree] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # True when a product event's payload may not land as sent (an attribute: read once per event)
+    touches_payload: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.ip_mode not in IP_MODES:
@@ -154,6 +162,8 @@ class Privacy:
         if self.ip_mode == "hmac" and not self.ip_salt:
             raise ValueError("ip_mode 'hmac' needs a salt")
         self._allow_trees.update((key, _allow_tree(paths)) for key, paths in self.payload_allow)
+        touches = bool(self.payload_exclude or self.payload_allow or self.allow_required or self.ip_mode != "off")
+        object.__setattr__(self, "touches_payload", touches)
 
     @classmethod
     def of(
@@ -192,11 +202,6 @@ class Privacy:
             ip_fields=s.ip_fields,  # type: ignore[attr-defined]
             ip_salt=s.ip_salt.get_secret_value() if mode == "hmac" else None,  # type: ignore[attr-defined]
         )
-
-    @property
-    def touches_payload(self) -> bool:
-        """True when a product event's payload may not land as sent."""
-        return bool(self.payload_exclude or self.payload_allow or self.allow_required or self.ip_mode != "off")
 
     @property
     def active(self) -> bool:

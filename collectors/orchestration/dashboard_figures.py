@@ -156,9 +156,10 @@ def worst_channels_figure(rows: Rows, filters: Filters) -> go.Figure:
 
 
 def _grid(rows: Rows, row_key: str, column_key: str, value: str) -> tuple[list[Any], list[Any], list[list[Any]]]:
-    ys = sorted({r[row_key] for r in rows.dicts()}, key=str)
-    xs = sorted({r[column_key] for r in rows.dicts()})
-    cells = {(r[row_key], r[column_key]): r[value] for r in rows.dicts()}
+    data = rows.dicts()
+    ys = sorted({r[row_key] for r in data}, key=str)
+    xs = sorted({r[column_key] for r in data})
+    cells = {(r[row_key], r[column_key]): r[value] for r in data}
     return ys, xs, [[cells.get((y, x), "missing") for x in xs] for y in ys]
 
 
@@ -205,10 +206,11 @@ def _metrics_figure(rows: Rows, key: str, panels: Sequence[tuple[str, str, str |
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=[t for _, t, _ in panels])
     lines = thresholds()
     colors = plotly.colors.qualitative.Plotly
-    hosts = sorted({str(r[key]) for r in rows.dicts()})
+    per_host: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.dicts():
+        per_host.setdefault(str(r[key]), []).append(r)
     for index, (column, _, metric) in enumerate(panels, start=1):
-        for h, host in enumerate(hosts):
-            mine = [r for r in rows.dicts() if str(r[key]) == host]
+        for h, (host, mine) in enumerate(sorted(per_host.items())):
             fig.add_trace(
                 go.Scatter(
                     x=[r["hour_start"] for r in mine],
@@ -233,7 +235,6 @@ def _metrics_figure(rows: Rows, key: str, panels: Sequence[tuple[str, str, str |
                     row=index,
                     col=1,
                 )
-    fig.update_layout(height=170 * len(panels) + 80)
     return _layout(fig, height=170 * len(panels) + 80)
 
 

@@ -520,6 +520,19 @@ def test_hostile_text_from_the_marts_is_escaped(copy_url: str) -> None:
     assert re.findall(r"<script(?![^>]*nonce=)(?![^>]*src=\"static/plotly.min.js\")", html) == []
 
 
+def test_marts_not_built_yet_are_named_on_every_dashboard(warehouse_url: str) -> None:
+    with client(warehouse_url) as http:
+        for board in DASHBOARDS:
+            page = http.get(f"/{board.slug}")
+            assert page.status_code == 200, (board.slug, page.text[-300:])
+            for chart in board.charts:
+                note = re.search(rf'<p class="note" data-note="{chart.slug}">(.*?)</p>', page.text)
+                assert note and "is not built yet" in note.group(1), (board.slug, chart.slug)
+            assert "Plotly.newPlot" not in page.text
+            csv_reply = http.get(f"/{board.slug}/{board.charts[0].slug}.csv")
+            assert csv_reply.status_code == 503 and "not built yet" in csv_reply.text
+
+
 def test_a_database_that_is_down_gives_503_and_what_to_do() -> None:
     url = f"postgresql://analyst:hunter2-secret@127.0.0.1:{free_port()}/telemetry"
     with client(url) as http:

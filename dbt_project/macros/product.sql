@@ -50,12 +50,21 @@
   (hundreds for what are millions) and then (1) prefers nested loops over CTE scans, quadratic
   in the day's events, and merge joins that sort a million rows to match a handful, and (2) prices
   a never-executed recursive branch so high that JIT compiles the whole query (seconds).
+  (3) work_mem: a day's events sorted by user and time are about 100 MB for 1 M events; at the
+  default 4 MB the sort spills to disk (external merge, 45 MB written and read back). The setting
+  is per sort or hash node of these models' own transactions, not the server's
+  (var product_work_mem, a PostgreSQL size).
 -#}
 {% macro product_planner_settings() -%}
+    {%- set work_mem = var('product_work_mem', '256MB') | string -%}
+    {%- if not modules.re.match('^[0-9]+(kB|MB|GB)$', work_mem) -%}
+        {{ exceptions.raise_compiler_error("var product_work_mem=" ~ work_mem ~ " must be a PostgreSQL size such as 256MB") }}
+    {%- endif -%}
     {{ return([
         "set local jit = off",
         "set local enable_nestloop = off",
         "set local enable_mergejoin = off",
+        "set local work_mem = '" ~ work_mem ~ "'",
     ]) }}
 {%- endmacro %}
 

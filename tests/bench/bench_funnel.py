@@ -10,22 +10,34 @@ before each next step, the rest is noise). Figures, measured in the same run:
   hand-written SQL producing the same results: the day's sessions as a table and the daily funnel rows
   (checked equal to the marts);
 * ``funnel.models_only_vs_handsql``: the same without the data tests;
+* ``funnel.vs_duckdb``: the models' wall time in that build without tests (run_results: first model start
+  to last model end, dbt's two threads; dbt's start-up and parsing left out) divided by DuckDB computing
+  the same sessions, attempts and daily funnels from the same events with the same rules
+  (``tests/bench/duckdb_funnel.py``; the export is not timed), checked equal row for row: the bench fails
+  if any row differs. ``sessions.vs_duckdb`` and ``funnel.attempts_and_daily_vs_duckdb`` split it by
+  part (each model's own seconds, which overlap in the build, ÷ DuckDB's part);
+* ``funnel.growth_3m_vs_1m``: the same models' wall time over 60,000 users (3 M events) ÷ over 1 M;
 * the seconds and the number of events, sessions and attempts behind them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import psycopg
 
 from collectors.dev import local_postgres
 from collectors.warehouse.migrate import upgrade
+from tests.bench import duckdb_funnel
 
 try:
     from collectors.orchestration import dbt_runner as dbt
@@ -175,6 +187,87 @@ def _hand(url: str, start: dt.datetime, end: dt.datetime) -> tuple[float, list[t
     return seconds, funnel, sessions
 
 
+def _mart_rows(url: str, day: dt.date) -> dict[str, list[tuple[object, ...]]]:
+    """The day's rows of the three marts, in the comparison's shape."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            "sessions": conn.execute(SESSIONS_ROWS_PG).fetchall(),
+            "attempts": conn.execute(ATTEMPTS_ROWS_PG, (day,)).fetchall(),
+            "funnel_daily": conn.execute(FUNNEL_ROWS_PG, (day,)).fetchall(),
+        }
+
+
+SESSIONS_ROWS_PG = """
+select user_id, session_start at time zone 'UTC', session_end at time zone 'UTC', session_day,
+       duration_seconds::float8, events, first_event_id, last_event_id
+from marts.fct_sessions order by user_id, 2
+"""
+SESSIONS_ROWS_DUCK = """
+select user_id, session_start, session_end, session_day, duration_seconds, events, first_event_id, last_event_id
+from d_sessions order by user_id, session_start
+"""
+ATTEMPTS_ROWS_PG = """
+select funnel, user_id, entry_event_id, entry_at at time zone 'UTC', depth,
+       array(select jsonb_array_elements_text(matched_event_ids)),
+       array(select jsonb_array_elements_text(step_seconds)::float8),
+       array(select jsonb_array_elements_text(step_inclusion_rates)::float8), is_immature, is_chosen
+from intermediate.int_funnel_attempts where entry_day = %s order by 1, 2, 4, 3
+"""
+ATTEMPTS_ROWS_DUCK = """
+select funnel, user_id, entry_event_id, entry_at, depth, matched_event_ids, step_seconds, step_inclusion_rates,
+       is_immature, is_chosen
+from d_attempts where entry_day = ? order by 1, 2, 4, 3
+"""
+FUNNEL_ROWS_PG = """
+select day, funnel, step, channel, event, users, conversion_from_start::float8, conversion_from_previous::float8,
+       drop_off, immature, median_seconds_to_step, p90_seconds_to_step, estimated_users::float8, min_sample_rate,
+       estimate_reliable
+from marts.fct_funnel_daily where day = %s order by 1, 2, 3
+"""
+FUNNEL_ROWS_DUCK = """
+select day, funnel, step, channel, event, users, conversion_from_start, conversion_from_previous,
+       drop_off, immature, median_seconds_to_step, p90_seconds_to_step, estimated_users, min_sample_rate,
+       estimate_reliable
+from d_funnel_daily where day = ? order by 1, 2, 3
+"""
+
+
+def _same(ours: object, theirs: object) -> bool:
+    if isinstance(ours, (list, tuple)) and isinstance(theirs, (list, tuple)):
+        return len(ours) == len(theirs) and all(_same(a, b) for a, b in zip(ours, theirs, strict=True))
+    if isinstance(ours, bool) or isinstance(theirs, bool) or ours is None or theirs is None:
+        return ours == theirs
+    if isinstance(ours, (int, float, Decimal)) and isinstance(theirs, (int, float, Decimal)):
+        return math.isclose(float(ours), float(theirs), rel_tol=1e-9, abs_tol=1e-9)
+    return ours == theirs
+
+
+def _duckdb_rows(db: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        "sessions": db.execute(SESSIONS_ROWS_DUCK).fetchall(),
+        "attempts": db.execute(ATTEMPTS_ROWS_DUCK, [day]).fetchall(),
+        "funnel_daily": db.execute(FUNNEL_ROWS_DUCK, [day]).fetchall(),
+    }
+
+
+def check_equal(ours: dict[str, list[tuple[object, ...]]], theirs: dict[str, list[tuple[object, ...]]]) -> None:
+    """Row for row, in one order; the first difference of each table is the message."""
+    problems = []
+    for table, rows in ours.items():
+        other = theirs[table]
+        if not rows:
+            problems.append(f"{table}: no rows")
+        if len(rows) != len(other):
+            problems.append(f"{table}: {len(rows)} rows in PostgreSQL, {len(other)} in DuckDB")
+            continue
+        for mine, duck in zip(rows, other, strict=True):
+            if not _same(mine, duck):
+                problems.append(f"{table}: {mine} vs {duck}")
+                break
+    if problems:
+        raise AssertionError("the dbt marts and DuckDB disagree: " + "; ".join(problems))
+
+
 def _check(url: str, start: dt.datetime, funnel: list[tuple[object, ...]], sessions: tuple) -> dict[str, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         mart_funnel = conn.execute(
@@ -204,44 +297,113 @@ def _check(url: str, start: dt.datetime, funnel: list[tuple[object, ...]], sessi
     }
 
 
+def _load(server_url: str, name: str, users: int) -> str:
+    """A new database ``name`` with ``users`` users' day of events (50 each) and its statistics."""
+    url = local_postgres.create_database(server_url, name, drop=True)
+    upgrade(url)
+    start = _ts(DAY)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "select raw.ensure_partitions('product_events', %s, %s)",
+            (DAY - dt.timedelta(days=8), DAY + dt.timedelta(days=2)),
+        )
+        conn.execute("select setseed(0.17)")
+        conn.execute(LOAD_SQL, {"users": users, "bursts": BURSTS, "per_burst": EVENTS_PER_BURST, "day": start})
+        conn.execute("vacuum analyze raw.product_events")
+    return url
+
+
+def models_seconds(result: dbt.DbtBuildResult) -> dict[str, float]:
+    """Each model's own seconds in a build (run_results: its SQL, hooks, merge), by model name."""
+    return {
+        node.unique_id.rsplit(".", 1)[-1]: node.execution_time
+        for node in result.nodes
+        if node.unique_id.startswith("model.")
+    }
+
+
+def models_span_seconds(result: dbt.DbtBuildResult) -> float:
+    """Wall seconds from the first model's start to the last one's end in a build (run_results timings):
+    the build's own work with dbt's two threads, without its start-up and parsing."""
+    results = json.loads(result.run_results_path.read_text())["results"]
+    stamps = [
+        dt.datetime.fromisoformat(step[key].replace("Z", "+00:00"))
+        for node in results
+        if node["unique_id"].startswith("model.")
+        for step in node["timing"]
+        for key in ("started_at", "completed_at")
+    ]
+    return (max(stamps) - min(stamps)).total_seconds()
+
+
+def _build_seconds(url: str, start: dt.datetime, end: dt.datetime) -> float:
+    """Create the tables (a first, windowed build), then time a second build of the day without tests."""
+    dbt.build(f"+{MODELS.replace(' ', ' +')}", start, end, database_url=url, data_tests=False)
+    return models_span_seconds(dbt.build(MODELS, start, end, database_url=url, data_tests=False))
+
+
+def _duckdb(url: str, workdir: Path) -> tuple[duckdb_funnel.Timings, dict[str, list[tuple[object, ...]]]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        funnels = duckdb_funnel.read_funnels(conn)
+        duckdb_funnel.export(conn, workdir / "events.csv")
+    db = duckdb.connect()
+    try:
+        duckdb_funnel.load(db, workdir / "events.csv", funnels)
+        max_steps = max(len(f.steps) for f in funnels)
+        duckdb_funnel.compute(db, max_steps)  # warm-up, as our side's timed build is its second
+        timings = duckdb_funnel.compute(db, max_steps)
+        return timings, _duckdb_rows(db, DAY)
+    finally:
+        db.close()
+
+
 def run(server_url: str) -> dict[str, float]:
     name = f"telemetry_bench_funnel_{os.getpid()}"
-    url = local_postgres.create_database(server_url, name, drop=True)
     figures: dict[str, float] = {}
+    start, end = _ts(DAY), _ts(DAY + dt.timedelta(days=1))
     try:
-        upgrade(url)
-        start, end = _ts(DAY), _ts(DAY + dt.timedelta(days=1))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "select raw.ensure_partitions('product_events', %s, %s)",
-                (DAY - dt.timedelta(days=8), DAY + dt.timedelta(days=2)),
-            )
-            conn.execute("select setseed(0.17)")
-            loaded = time.perf_counter()
-            conn.execute(
-                LOAD_SQL,
-                {"users": USERS, "bursts": BURSTS, "per_burst": EVENTS_PER_BURST, "day": start},
-            )
-            conn.execute("analyze raw.product_events")
-            figures["funnel.load_seconds"] = time.perf_counter() - loaded
+        loaded = time.perf_counter()
+        url = _load(server_url, name, USERS)
+        figures["funnel.load_seconds"] = time.perf_counter() - loaded
         # views, seeds and the tables (a first build creates them); warms dbt's parser with the measured vars
         dbt.build(f"+{MODELS.replace(' ', ' +')}", start, end, database_url=url, data_tests=False)
         hand_seconds, funnel, sessions = _hand(url, start, end)
         figures["funnel.handsql_seconds"] = hand_seconds
         models_only = dbt.build(MODELS, start, end, database_url=url, data_tests=False)
         figures["funnel.models_only_seconds"] = models_only.elapsed_seconds
+        build_1m = models_span_seconds(models_only)  # before the next build rewrites run_results.json
         with_tests = dbt.build(MODELS, start, end, database_url=url)
         figures["funnel.daily_seconds"] = with_tests.elapsed_seconds
         figures["funnel.vs_handsql"] = figures["funnel.daily_seconds"] / hand_seconds
         figures["funnel.models_only_vs_handsql"] = figures["funnel.models_only_seconds"] / hand_seconds
         figures.update(_check(url, start, funnel, sessions))
+        # against DuckDB: the models' own seconds in the build, its compute (the same rows, checked equal)
+        ours = models_seconds(models_only)
+        with tempfile.TemporaryDirectory(prefix="bench-funnel-") as tmp:
+            duck, duck_rows = _duckdb(url, Path(tmp))
+        check_equal(_mart_rows(url, DAY), duck_rows)
     finally:
         local_postgres.drop_database(server_url, name)
+    figures["funnel.build_seconds"] = build_1m
+    figures["funnel.models_sum_seconds"] = sum(ours.values())
+    figures["funnel.duckdb_seconds"] = duck.total_seconds
+    figures["funnel.vs_duckdb"] = build_1m / duck.total_seconds
+    figures["sessions.seconds"] = ours["fct_sessions"]
+    figures["sessions.duckdb_seconds"] = duck.sessions_seconds
+    figures["sessions.vs_duckdb"] = ours["fct_sessions"] / duck.sessions_seconds
+    funnel_ours = ours["int_funnel_attempts"] + ours["fct_funnel_daily"]
+    figures["funnel.attempts_and_daily_vs_duckdb"] = funnel_ours / duck.funnel_seconds
+    # growth: the same build over three times the users (3 M events), in its own database
+    try:
+        url = _load(server_url, name, 3 * USERS)
+        build_3m = _build_seconds(url, start, end)
+    finally:
+        local_postgres.drop_database(server_url, name)
+    figures["funnel.build_3m_seconds"] = build_3m
+    figures["funnel.growth_3m_vs_1m"] = build_3m / build_1m
     return figures
 
 
 if __name__ == "__main__":
-    import json
-
     server = sys.argv[1] if len(sys.argv) > 1 else local_postgres.LOCAL_SERVER_URL
     print(json.dumps(run(server), indent=2))

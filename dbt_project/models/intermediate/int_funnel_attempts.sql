@@ -61,12 +61,14 @@ funnels as (
         funnels.window_minutes,
         funnels.strict_order,
         make_interval(mins => funnels.window_minutes) as window_length,
-        step_counts.steps_total
+        step_counts.steps_total,
+        step_counts.repeats_kinds
     from {{ ref('funnels') }} as funnels
     inner join (
         select
             funnel,
-            max(step) as steps_total
+            max(step) as steps_total,
+            count(*) > count(distinct (channel, event)) as repeats_kinds
         from steps
         group by funnel
     ) as step_counts on step_counts.funnel = funnels.funnel
@@ -111,6 +113,7 @@ entries as (
         {{ utc_date('candidates.occurred_at') }} as entry_day,
         candidates.occurred_at + funnels.window_length as window_closes_at,
         funnels.strict_order,
+        funnels.repeats_kinds,
         candidates.sample_rate as entry_sample_rate
     from candidates
     inner join funnels on funnels.funnel = candidates.funnel
@@ -120,7 +123,94 @@ entries as (
     {%- endif %}
 ),
 
--- ordered mode, one step at a time: the attempts that reached step k
+-- ordered mode, funnels whose steps are distinct kinds (every declared funnel so far): an event fills at
+-- most one step, so step k's match is "the earliest step-k event at or after step k-1's match" and
+-- depends on that match's timestamp alone. One pass over a user's candidates in reverse
+-- (timestamp, step, event_id) order gives every row the timestamp of the next event of each step at
+-- or after it (at equal timestamps later steps sort after, so they count, as the rule says); of the
+-- events of one step at one timestamp the smallest event_id is the match. The chain of matches is
+-- then a hash join per step on (funnel, user, step, timestamp): cost linear in the events.
+chain_events as (
+    select
+        candidates.funnel,
+        candidates.step,
+        candidates.user_id,
+        candidates.occurred_at,
+        candidates.event_id,
+        candidates.sample_rate,
+        case candidates.step
+            {%- for k in range(1, max_steps) %}
+            when {{ k }} then min(candidates.occurred_at) filter (where candidates.step = {{ k + 1 }}) over at_or_after
+            {%- endfor %}
+        end as next_at,
+        -- the last row of its (step, timestamp) group in this order holds the group's smallest event_id
+        lead(candidates.step) over at_or_after is distinct from candidates.step
+            or lead(candidates.occurred_at) over at_or_after is distinct from candidates.occurred_at as is_match
+    from candidates
+    inner join funnels on funnels.funnel = candidates.funnel
+    where not funnels.strict_order and not funnels.repeats_kinds
+    window at_or_after as (
+        partition by candidates.funnel, candidates.user_id
+        order by candidates.occurred_at desc, candidates.step desc, candidates.event_id desc
+        rows between unbounded preceding and current row
+    )
+),
+
+chain_matches as (
+    select
+        funnel,
+        user_id,
+        step,
+        occurred_at,
+        event_id,
+        sample_rate,
+        next_at
+    from chain_events
+    where is_match and step > 1
+),
+
+chain_attempts as (
+    select
+        entries.funnel,
+        entries.user_id,
+        entries.entry_event_id,
+        entries.entry_at,
+        array_remove(array[entries.entry_event_id{% for k in range(2, max_steps + 1) %}, step_{{ k }}.event_id{% endfor %}], null)
+            as event_ids,
+        array_remove(array[entries.entry_at{% for k in range(2, max_steps + 1) %}, step_{{ k }}.occurred_at{% endfor %}], null)
+            as step_times,
+        false as stopped_by_other_event,
+        array_remove(array[
+            first_step.sample_rate
+            {%- for k in range(2, max_steps + 1) %},
+            case when step_{{ k }}.event_id is not null then least(first_step.sample_rate{% for j in range(2, k + 1) %}, step_{{ j }}.sample_rate{% endfor %}) end
+            {%- endfor %}
+        ], null) as step_rates,
+        array_remove(array[
+            0::numeric
+            {%- for k in range(2, max_steps + 1) %},
+            trim_scale(extract(epoch from step_{{ k }}.occurred_at - entries.entry_at))
+            {%- endfor %}
+        ], null) as step_seconds
+    from chain_events as first_step
+    inner join entries
+        on entries.funnel = first_step.funnel
+        and entries.user_id = first_step.user_id
+        and entries.entry_event_id = first_step.event_id
+        and entries.entry_at = first_step.occurred_at
+    {%- for k in range(2, max_steps + 1) %}
+    {%- set previous = 'first_step' if k == 2 else 'step_' ~ (k - 1) %}
+    left join chain_matches as step_{{ k }}
+        on step_{{ k }}.funnel = entries.funnel
+        and step_{{ k }}.user_id = entries.user_id
+        and step_{{ k }}.step = {{ k }}
+        and step_{{ k }}.occurred_at = {{ previous }}.next_at
+        and {{ previous }}.next_at <= entries.window_closes_at
+    {%- endfor %}
+    where first_step.step = 1
+),
+
+-- ordered mode, funnels that repeat a kind, one step at a time: the attempts that reached step k
 reached_1 as (
     select
         funnel,
@@ -133,7 +223,7 @@ reached_1 as (
         entry_at as last_at,
         array[entry_sample_rate] as step_rates
     from entries
-    where not strict_order
+    where not strict_order and repeats_kinds
 ),
 
 {%- for k in range(2, max_steps + 1) %}
@@ -173,7 +263,12 @@ ordered_attempts as (
         event_ids,
         step_times,
         false as stopped_by_other_event,
-        step_rates
+        step_rates,
+        array(
+            select trim_scale(extract(epoch from step_time - entry_at))
+            from unnest(step_times) with ordinality as times (step_time, position)
+            order by position
+        ) as step_seconds
     from (
         {%- for k in range(1, max_steps + 1) %}
         select * from reached_{{ k }}
@@ -287,7 +382,12 @@ strict_attempts as (
         step_times,
         -- stopped before the last step although another event followed the last matched one
         depth < steps_total and next_after_last is not null as stopped_by_other_event,
-        step_rates
+        step_rates,
+        array(
+            select trim_scale(extract(epoch from step_time - entry_at))
+            from unnest(step_times) with ordinality as times (step_time, position)
+            order by position
+        ) as step_seconds
     from (
         select
             strict_matched.*,
@@ -322,6 +422,8 @@ strict_attempts as (
 ),
 
 attempts as (
+    select * from chain_attempts
+    union all
     select * from ordered_attempts
     union all
     select * from strict_attempts
@@ -349,10 +451,7 @@ final as (
         cardinality(attempts.event_ids) as depth,
         cardinality(attempts.event_ids) = funnels.steps_total as converted,
         to_jsonb(attempts.event_ids) as matched_event_ids,
-        (
-            select jsonb_agg(trim_scale(extract(epoch from step_time - attempts.entry_at)) order by position)
-            from unnest(attempts.step_times) with ordinality as times (step_time, position)
-        ) as step_seconds,
+        to_jsonb(attempts.step_seconds) as step_seconds,
         to_jsonb(attempts.step_rates) as step_inclusion_rates,
         attempts.entry_at + funnels.window_length as window_closes_at,
         attempts.stopped_by_other_event,

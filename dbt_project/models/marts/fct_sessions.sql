@@ -260,75 +260,93 @@ flagged as (
     window user_events as (partition by user_id order by occurred_at, event_id)
 ),
 
--- runs: maximal stretches without a break of more than the inactivity limit
+-- runs: maximal stretches without a break of more than the inactivity limit, each named by its first
+-- event's time (a running maximum over the same order: no second sort, and no row number to carry)
 runs as (
     select
         user_id,
         occurred_at,
         event_id,
-        previous_at is null or occurred_at - previous_at > {{ gap }} as starts_run,
-        next_at is null or next_at - occurred_at > {{ gap }} as ends_run,
-        count(*) filter (where previous_at is null or occurred_at - previous_at > {{ gap }}) over (
+        next_at,
+        starts_run,
+        ends_run,
+        max(occurred_at) filter (where starts_run) over (
             partition by user_id order by occurred_at, event_id rows unbounded preceding
-        ) as run_number
-    from flagged
+        ) as run_start
+    from (
+        select
+            *,
+            previous_at is null or occurred_at - previous_at > {{ gap }} as starts_run,
+            next_at is null or next_at - occurred_at > {{ gap }} as ends_run
+        from flagged
+    ) as marked
 ),
 
+-- one aggregate over the events: the run as a session, and for a run of session_max_hours or more
+-- (rare: a day of activity without a pause) its head, the events before run start + max length,
+-- which is its first session, and its tail, the events from there on, which are cut below. The
+-- tail travels as two arrays filled in one order, so the events are read once.
 run_sessions as (
     select
         user_id,
-        run_number,
-        min(occurred_at) as session_start,
+        run_start as session_start,
         max(occurred_at) as session_end,
         count(*) as events,
         max(event_id) filter (where starts_run) as first_event_id,
-        max(event_id) filter (where ends_run) as last_event_id
+        max(event_id) filter (where ends_run) as last_event_id,
+        count(*) filter (where occurred_at < run_start + {{ max_length }}) as head_events,
+        max(occurred_at) filter (where occurred_at < run_start + {{ max_length }}) as head_end,
+        -- the head's last event: the one whose successor lies in the tail
+        max(event_id) filter (
+            where occurred_at < run_start + {{ max_length }} and next_at >= run_start + {{ max_length }}
+        ) as head_last_event_id,
+        array_agg(occurred_at) filter (where occurred_at >= run_start + {{ max_length }}) as tail_times,
+        array_agg(event_id) filter (where occurred_at >= run_start + {{ max_length }}) as tail_ids
     from runs
-    group by user_id, run_number
+    group by user_id, run_start
 ),
 
--- runs of session_max_hours or more are cut: a session starts at the first event at least that
--- long after the current session's first event (rare: a day of activity without a pause)
 long_runs as (
     select
         user_id,
-        run_number,
-        session_start
+        session_start as run_start,
+        tail_times,
+        tail_ids
     from run_sessions
-    where session_end >= session_start + {{ max_length }}
+    where tail_times is not null
 ),
 
-long_run_events as (
+tail_events as (
     select
-        runs.user_id,
-        runs.run_number,
-        runs.occurred_at,
-        runs.event_id
-    from runs
-    inner join long_runs
-        on long_runs.user_id = runs.user_id
-        and long_runs.run_number = runs.run_number
+        long_runs.user_id,
+        long_runs.run_start,
+        tail.occurred_at,
+        tail.event_id
+    from long_runs
+    cross join lateral unnest(long_runs.tail_times, long_runs.tail_ids) as tail (occurred_at, event_id)
 ),
 
+-- the tail's sessions: the first starts at its first event, each next one at the first event at
+-- least max length after the current one's start
 cuts as (
     select * from (
-        with recursive chain (user_id, run_number, session_start) as (
+        with recursive chain (user_id, run_start, session_start) as (
             select
                 user_id,
-                run_number,
-                session_start
+                run_start,
+                (select min(t) from unnest(tail_times) as t) as session_start
             from long_runs
             union all
             select
                 chain.user_id,
-                chain.run_number,
+                chain.run_start,
                 next_cut.session_start
             from chain
             cross join lateral (
                 select min(events.occurred_at) as session_start
-                from long_run_events as events
+                from tail_events as events
                 where events.user_id = chain.user_id
-                    and events.run_number = chain.run_number
+                    and events.run_start = chain.run_start
                     and events.occurred_at >= chain.session_start + {{ max_length }}
             ) as next_cut
             where next_cut.session_start is not null
@@ -348,15 +366,15 @@ cut_sessions as (
         (array_agg(event_id order by occurred_at desc, event_id desc))[1] as last_event_id
     from (
         select
-            long_run_events.*,
+            tail_events.*,
             (
                 select max(cuts.session_start)
                 from cuts
-                where cuts.user_id = long_run_events.user_id
-                    and cuts.run_number = long_run_events.run_number
-                    and cuts.session_start <= long_run_events.occurred_at
+                where cuts.user_id = tail_events.user_id
+                    and cuts.run_start = tail_events.run_start
+                    and cuts.session_start <= tail_events.occurred_at
             ) as session_start
-        from long_run_events
+        from tail_events
     ) as assigned
     group by user_id, session_start
 ),
@@ -365,12 +383,11 @@ sessions as (
     select
         user_id,
         session_start,
-        session_end,
-        events,
+        case when tail_times is null then session_end else head_end end as session_end,
+        case when tail_times is null then events else head_events end as events,
         first_event_id,
-        last_event_id
+        case when tail_times is null then last_event_id else head_last_event_id end as last_event_id
     from run_sessions
-    where session_end < session_start + {{ max_length }}
     union all
     select
         user_id,

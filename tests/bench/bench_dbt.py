@@ -3,12 +3,18 @@ history, and the accuracy of quantiles from merged histograms.
 
 ``run(server_url)`` creates and drops its own database, fills ``raw`` with ``generate_series``
 (no simulator needed) and returns figures (``python -m tests.bench.bench_dbt [URL] --only hourly``
-measures only the hourly figures):
+measures only the hourly figures, ``--only daily`` only the daily ones):
 
 * ``dbt.daily_vs_handsql``: the daily models that make the day log, minutes per user and
   reliability (one ``dbt build`` with data tests) ÷ one hand-written query computing the same day
   log and daily reliability, same day, same run; ``dbt.daily_reliability_model_seconds`` is the
   daily reliability model's own time in that build;
+* ``dbt.daily_vs_duckdb``: that same build ÷ DuckDB computing the same rows (channel reliability,
+  minutes per user, the day log's segments and figures) from the same raw rows, exported to it
+  beforehand (``tests.bench.dbt_duckdb``; only its compute is timed, median of 3), the marts
+  checked equal to DuckDB's rows, row for row; ``dbt.reliability_daily_vs_duckdb``: the daily
+  reliability's models in that build (the presence summary and the channel mart) ÷ DuckDB's
+  reliability query;
 * ``dbt.hourly_14d_vs_1d``: one hourly ``dbt build --select tag:hourly`` with 14 days of raw
   history ÷ the same run with 1 day (cost must grow with the window, not the history, although
   reliability looks back 7 days);
@@ -32,6 +38,7 @@ import psycopg
 
 from collectors.dev import local_postgres
 from collectors.warehouse.migrate import upgrade
+from tests.bench import dbt_duckdb
 
 try:
     from collectors.orchestration import dbt_runner as dbt
@@ -319,9 +326,9 @@ DAILY_SELECT = (
 
 
 def run(server_url: str, only: str | None = None) -> dict[str, float]:
-    """Every figure, or with ``only="hourly"`` just the hourly ones (the loads they need included)."""
-    if only not in (None, "hourly"):
-        raise ValueError(f"only must be None or 'hourly', not {only!r}")
+    """Every figure, or with ``only="hourly"`` / ``"daily"`` just those (the loads they need included)."""
+    if only not in (None, "hourly", "daily"):
+        raise ValueError(f"only must be None, 'hourly' or 'daily', not {only!r}")
     name = f"telemetry_bench_dbt_{os.getpid()}"
     url = local_postgres.create_database(server_url, name, drop=True)
     figures: dict[str, float] = {}
@@ -352,8 +359,10 @@ def run(server_url: str, only: str | None = None) -> dict[str, float]:
         # deploy the views and warm the parser with the measured vars (partial parsing is per vars)
         dbt.build("+tag:daily +tag:hourly", day_start, day_end, database_url=url, data_tests=False)
 
-        if only is None:
+        if only != "hourly":
             figures.update(_daily_figures(url, day_start, day_end))
+        if only == "daily":
+            return figures
 
         hour_start = day_start + dt.timedelta(hours=12)
 
@@ -421,7 +430,26 @@ def _daily_figures(url: str, day_start: dt.datetime, day_end: dt.datetime) -> di
     ):
         raise AssertionError("dbt marts and the hand-written query disagree on the day log or reliability")
     figures["dbt.daily_reliability"] = float(mart[2])
+    figures.update(_duckdb_figures(url, result, day_start))
     return figures
+
+
+def _duckdb_figures(url: str, result: dbt.DbtBuildResult, day_start: dt.datetime) -> dict[str, float]:
+    """DuckDB's time for the same rows, and the ratios; raises unless the marts equal its rows."""
+    duck = dbt_duckdb.export(url, day_start)
+    runs = [dbt_duckdb.compute(duck, day_start) for _ in range(3)]
+    duck.close()
+    dbt_duckdb.compare(url, DAY, day_start, runs[0])
+    seconds = {node.unique_id.rsplit(".", 1)[-1]: node.execution_time for node in result.nodes}
+    reliability = seconds["int_message_presence_hourly"] + seconds["fct_channel_reliability_daily"]
+    duckdb_daily = statistics.median(run.daily_seconds for run in runs)
+    duckdb_reliability = statistics.median(run.reliability_seconds for run in runs)
+    return {
+        "dbt.duckdb_daily_seconds": duckdb_daily,
+        "dbt.duckdb_reliability_daily_seconds": duckdb_reliability,
+        "dbt.daily_vs_duckdb": result.elapsed_seconds / duckdb_daily,
+        "dbt.reliability_daily_vs_duckdb": reliability / duckdb_reliability,
+    }
 
 
 def _max_quantile_error(url: str, start: dt.datetime, end: dt.datetime) -> float:
@@ -467,6 +495,6 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_dbt", description=__doc__)
     parser.add_argument("server_url", nargs="?", default=local_postgres.LOCAL_SERVER_URL)
-    parser.add_argument("--only", choices=["hourly"], help="measure only these figures")
+    parser.add_argument("--only", choices=["hourly", "daily"], help="measure only these figures")
     arguments = parser.parse_args()
     print(json.dumps(run(arguments.server_url, arguments.only), indent=2))

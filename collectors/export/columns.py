@@ -16,6 +16,8 @@ import msgspec
 import psycopg
 import pyarrow as pa
 
+from collectors.export.jsonl import JSON_ENCODER
+
 _SCALARS: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "int2": pa.int16(),
@@ -37,7 +39,7 @@ _SCALARS: dict[str, pa.DataType] = {
     "json": pa.string(),
     "jsonb": pa.string(),
 }
-_JSON = msgspec.json.Encoder(decimal_format="number")
+_JSON = JSON_ENCODER
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def _scalar(typname: str, precision: int | None, scale: int | None) -> tuple[pa.
             return pa.decimal128(precision, scale or 0), _identity
         return pa.float64(), float
     if typname in ("json", "jsonb"):
-        return pa.string(), lambda v: _JSON.encode(v).decode()
+        return pa.string(), _json_text
     if typname == "uuid":
         return pa.string(), str
     if typname == "bytea":
@@ -66,6 +68,13 @@ def _scalar(typname: str, precision: int | None, scale: int | None) -> tuple[pa.
     if typname in _SCALARS:
         return _SCALARS[typname], _identity
     return pa.string(), str  # anything else travels as PostgreSQL's text of it
+
+
+def _json_text(value: Any) -> str:
+    # JSON as the server sent it (the export's loader, JsonText), else as psycopg parsed it
+    if isinstance(value, msgspec.Raw | bytes | memoryview):
+        return bytes(value).decode()
+    return _JSON.encode(value).decode()
 
 
 def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -115,10 +124,3 @@ def arrow_schema(types: Sequence[ColumnType]) -> pa.Schema:
         [pa.field(t.name, t.arrow) for t in types],
         metadata={b"postgres_types": _JSON.encode({t.name: t.pg_type for t in types})},
     )
-
-
-def json_line(encoder: msgspec.json.Encoder, names: Sequence[str], row: tuple[Any, ...]) -> bytes:
-    return encoder.encode(dict(zip(names, row, strict=True))) + b"\n"
-
-
-JSON_LINES = _JSON

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
+from collectors.export.jsonl import load_json_as_text
 from collectors.export.tables import ExportTable
 
 Format = Literal["parquet", "jsonl", "csv"]
@@ -180,12 +181,12 @@ def _write_streamed(
                 if not written:
                     writer.write_table(schema.empty_table())
         else:
-            from collectors.export.columns import JSON_LINES, json_line
+            from collectors.export.jsonl import json_line
 
             names = [c.name for c in cursor.description]
             with tmp.open("wb") as handle:
                 for rows in _batches(cursor, batch_size):
-                    handle.writelines(json_line(JSON_LINES, names, row) for row in rows)
+                    handle.writelines(json_line(names, row) for row in rows)
                     written += len(rows)
                     bar.update(len(rows))
     return written
@@ -276,6 +277,7 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     result = ExportResult(out, period, fmt)
     with psycopg.connect(database_url, connect_timeout=10, options="-c timezone=UTC") as conn:
+        load_json_as_text(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():

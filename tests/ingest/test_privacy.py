@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from collectors.config import Settings
+from collectors.config import SECRET_FILE_SETTINGS, Settings
 from collectors.ingest import registry, rules
 from collectors.ingest.privacy import HASHED_KEY_PREFIX, Privacy
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
@@ -223,6 +223,13 @@ def test_minimisation_and_ip_settings(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert privacy.touches_payload and privacy.ip_mode == "hmac" and privacy.ip_paths == (("ip",), ("client", "ip"))
     assert privacy.anonymized_ip("1.2.3.4") == Privacy.of(ip_mode="hmac", ip_salt=IP_SALT).anonymized_ip("1.2.3.4")
     assert IP_SALT not in repr(settings) and IP_SALT not in repr(privacy)
+    # every salt can come from a file, the receiver keys' too
+    key_file = tmp_path / "key-salt"
+    key_file.write_text(SALT + "\n")
+    monkeypatch.setenv("TELEMETRY_RECEIVER_KEY_SALT_FILE", str(key_file))
+    assert Settings().receiver_key_salt.get_secret_value() == SALT
+    secrets = {name for name, info in Settings.model_fields.items() if info.annotation is SecretStr}
+    assert secrets <= set(SECRET_FILE_SETTINGS), secrets - set(SECRET_FILE_SETTINGS)
     # the code's defaults change nothing
     for name in list(os.environ):
         if name.startswith("TELEMETRY_"):

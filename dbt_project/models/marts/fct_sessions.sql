@@ -282,10 +282,9 @@ runs as (
     ) as marked
 ),
 
--- one aggregate over the events: the run as a session, and for a run of session_max_hours or more
--- (rare: a day of activity without a pause) its head, the events before run start + max length,
--- which is its first session, and its tail, the events from there on, which are cut below. The
--- tail travels as two arrays filled in one order, so the events are read once.
+-- one aggregate over the events (a hash aggregate: nothing in it needs its rows sorted): the run as a
+-- session, and for a run of session_max_hours or more (rare: a day of activity without a pause) its
+-- head, the events before run start + max length, which is its first session
 run_sessions as (
     select
         user_id,
@@ -296,12 +295,10 @@ run_sessions as (
         max(event_id) filter (where ends_run) as last_event_id,
         count(*) filter (where occurred_at < run_start + {{ max_length }}) as head_events,
         max(occurred_at) filter (where occurred_at < run_start + {{ max_length }}) as head_end,
-        -- the head's last event: the one whose successor lies in the tail
+        -- the head's last event: the one whose successor lies past the head
         max(event_id) filter (
             where occurred_at < run_start + {{ max_length }} and next_at >= run_start + {{ max_length }}
-        ) as head_last_event_id,
-        array_agg(occurred_at) filter (where occurred_at >= run_start + {{ max_length }}) as tail_times,
-        array_agg(event_id) filter (where occurred_at >= run_start + {{ max_length }}) as tail_ids
+        ) as head_last_event_id
     from runs
     group by user_id, run_start
 ),
@@ -310,20 +307,28 @@ long_runs as (
     select
         user_id,
         session_start as run_start,
-        tail_times,
-        tail_ids
+        session_end as run_end
     from run_sessions
-    where tail_times is not null
+    where session_end >= session_start + {{ max_length }}
 ),
 
+-- a long run's tail, the events from run start + max length to its end, which are cut below: every
+-- event of the user in that stretch belongs to the run. Read again from staging rather than kept from
+-- the pass above, so the common case (no long run: an empty hash side) reads nothing.
 tail_events as (
     select
         long_runs.user_id,
         long_runs.run_start,
-        tail.occurred_at,
-        tail.event_id
-    from long_runs
-    cross join lateral unnest(long_runs.tail_times, long_runs.tail_ids) as tail (occurred_at, event_id)
+        arrivals.occurred_at,
+        arrivals.event_id
+    from {{ arrivals }} as arrivals
+    inner join long_runs
+        on long_runs.user_id = arrivals.user_id
+        and arrivals.occurred_at >= long_runs.run_start + {{ max_length }}
+        and arrivals.occurred_at <= long_runs.run_end
+    {%- if bounds is not none %}
+    where arrivals.occurred_at >= {{ timestamp_literal(bounds.lower - modules.datetime.timedelta(days=late_days) - lookback) }}
+    {%- endif %}
 ),
 
 -- the tail's sessions: the first starts at its first event, each next one at the first event at
@@ -334,8 +339,9 @@ cuts as (
             select
                 user_id,
                 run_start,
-                (select min(t) from unnest(tail_times) as t) as session_start
-            from long_runs
+                min(occurred_at) as session_start
+            from tail_events
+            group by user_id, run_start
             union all
             select
                 chain.user_id,
@@ -383,10 +389,10 @@ sessions as (
     select
         user_id,
         session_start,
-        case when tail_times is null then session_end else head_end end as session_end,
-        case when tail_times is null then events else head_events end as events,
+        head_end as session_end,
+        head_events as events,
         first_event_id,
-        case when tail_times is null then last_event_id else head_last_event_id end as last_event_id
+        coalesce(head_last_event_id, last_event_id) as last_event_id
     from run_sessions
     union all
     select

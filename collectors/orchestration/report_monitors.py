@@ -4,10 +4,12 @@
   hourly DAG's ``check_source_freshness``, rules from the dbt sources), stale (dbt's error) or late (warn).
 * Volume: rows accepted per source per hour (``quality.ingest_batches``, by the hour the batch landed) against
   the same hour of the week in the ``BASELINE_WEEKS`` weeks before. The expected value is the median of the
-  weeks in which the source was landing (anything in the 7 days up to that hour); with fewer than
-  ``MIN_WEEKS`` of them the hour is "not enough history", not a failure. An hour is flagged below
-  ``LOW_RATIO`` or above ``HIGH_RATIO`` times the median, unless it is within ``MIN_ROWS`` rows of it
-  (so three rows instead of one is not an alarm); a 90 % drop is 0.1 times the median, flagged.
+  weeks in which the source was landing (anything in the same ``VOLUME_HOURS`` hours of that week: an hour
+  without a batch then counts as 0, while a source that was not there yet, or down that whole day, gives no
+  history rather than a zero to compare with); with fewer than ``MIN_WEEKS`` of them the hour is "not enough
+  history", not a failure. Only those blocks of hours are read: 5 days of the ledger, not 5 weeks. An hour
+  is flagged below ``LOW_RATIO`` or above ``HIGH_RATIO`` times the median, unless it is within ``MIN_ROWS``
+  rows of it (so three rows instead of one is not an alarm); a 90 % drop is 0.1 times the median, flagged.
 * The ledger per source and day: accepted, duplicates, refused; the refused records' top reasons.
 
 Each part reads on its own and says why when it cannot (a missing table, a role without the grant), so one
@@ -16,7 +18,6 @@ missing piece never takes the page down. No Airflow, dbt or GX import.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import logging
 import statistics
@@ -34,7 +35,7 @@ LOW_RATIO = 0.5
 HIGH_RATIO = 2.0
 MIN_ROWS = 10
 VOLUME_HOURS = 24  # complete hours shown per source
-LEDGER_DAYS = 14
+LEDGER_DAYS = 7
 REJECT_DAYS = 7
 REJECT_REASONS = 15
 REASON_LIMIT = 200
@@ -180,6 +181,12 @@ order by source, hour
 """
 
 
+def volume_blocks(until: dt.datetime, hours: int = VOLUME_HOURS) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The ledger read: the last ``hours`` before ``until``, and the same hours of each baseline week."""
+    week = dt.timedelta(weeks=1)
+    return [(until - k * week - dt.timedelta(hours=hours), until - k * week) for k in range(BASELINE_WEEKS + 1)]
+
+
 def volumes(
     rows: list[tuple[str, dt.datetime, int]], until: dt.datetime, hours: int = VOLUME_HOURS
 ) -> list[SourceVolume]:
@@ -188,21 +195,15 @@ def volumes(
     for source, hour, count in rows:
         by_source.setdefault(source, {})[hour] = int(count)
     week = dt.timedelta(weeks=1)
+    blocks = volume_blocks(until, hours)
     result = []
     for source, counts in sorted(by_source.items()):
-        landed = sorted(h for h, n in counts.items() if n > 0)
-
-        def landing(at: dt.datetime, landed: list[dt.datetime] = landed) -> bool:
-            """Anything accepted in the week up to and including the hour ``at``."""
-            i = bisect.bisect_right(landed, at)
-            return i > 0 and landed[i - 1] > at - week
-
+        # the baseline weeks whose block of hours has a row of this source: it was landing then
+        landing = {k for k, (start, end) in enumerate(blocks) if any(start <= h < end and n for h, n in counts.items())}
         shown = []
         for i in range(hours, 0, -1):
             hour = until - dt.timedelta(hours=i)
-            baseline = [
-                counts.get(hour - k * week, 0) for k in range(1, BASELINE_WEEKS + 1) if landing(hour - k * week)
-            ]
+            baseline = [counts.get(hour - k * week, 0) for k in range(1, BASELINE_WEEKS + 1) if k in landing]
             expected = statistics.median(baseline) if len(baseline) >= MIN_WEEKS else None
             shown.append(VolumeHour(hour, counts.get(hour, 0), expected, len(baseline)))
         result.append(SourceVolume(source, shown))
@@ -340,15 +341,18 @@ def read_monitors(conn: psycopg.Connection, now: dt.datetime | None = None) -> M
                 f"The last check was {duration((now - last).total_seconds())} ago: is telemetry_hourly running?"
             )
 
-    since = until - dt.timedelta(hours=VOLUME_HOURS) - dt.timedelta(weeks=BASELINE_WEEKS + 1)
     hourly, volume_note = _part(
         conn,
         "quality.ingest_batches",
-        lambda: conn.execute(VOLUME_QUERY, {"since": since, "until": until}).fetchall(),
+        lambda: [
+            row
+            for since, end in volume_blocks(until)
+            for row in conn.execute(VOLUME_QUERY, {"since": since, "until": end}).fetchall()
+        ],
     )
     volume = None if hourly is None else volumes(hourly, until)
     if volume == []:
-        volume_note = "Nothing landed in the last five weeks (quality.ingest_batches is empty)."
+        volume_note = "Nothing landed in these hours, nor in the same hours of the 4 weeks before."
 
     ledger, ledger_note = _part(
         conn,

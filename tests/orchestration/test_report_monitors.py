@@ -366,5 +366,10 @@ def test_history_needs_weeks_in_which_the_source_landed() -> None:
     data, until = steady(5)
     data = [row for row in data if row[1] != until - dt.timedelta(weeks=2, hours=1)]
     assert volumes(data, until)[0].last.weeks == 4  # type: ignore[union-attr]
+    # a week the source was down the whole 24 hours gives no history, rather than zeros to compare with
+    data, until = steady(5)
+    down = (until - dt.timedelta(weeks=2, hours=24), until - dt.timedelta(weeks=2))
+    data = [row for row in data if not down[0] <= row[1] < down[1]]
+    assert volumes(data, until)[0].last.weeks == 3  # type: ignore[union-attr]
     # small numbers: within MIN_ROWS of the median is no alarm
     assert VolumeHour(until, 3, 1, 4).status == "ok" and VolumeHour(until, 0, 12, 4).status == "low"

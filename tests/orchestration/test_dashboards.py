@@ -559,6 +559,7 @@ def test_a_browser_without_a_login_is_sent_to_it() -> None:
     assert data.status_code == 401 and script.status_code == 401
 
 
+@pytest.mark.slow  # importing Airflow and building both apps: 23 s on two loaded cores
 def test_the_plugin_mounts_the_dashboards_with_a_menu_entry() -> None:
     from plugins.telemetry_report import DASHBOARDS_PREFIX, TelemetryQualityPlugin
 

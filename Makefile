@@ -57,13 +57,18 @@ promtool:  ## install Debian's prometheus (promtool and the server, for tests/mo
 	}
 	@promtool --version 2>&1 | head -n 1
 
+# Two pytest-xdist workers, each handed whole modules, longest first (tests/conftest.py): the suite waits on
+# PostgreSQL, Airflow's services and the receivers as much as it computes. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+
 test: $(STAMP) browser promtool  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # Quick feedback while working: everything but the Airflow end-to-end runs and the long suites (fault, load, fuzz,
 # and the tests marked slow), with the fuzzers on few examples; `make test` runs them all.
 test-fast: $(STAMP) promtool  ## the suite without the Airflow end-to-end, fault, load, fuzz and slow tests (a few minutes)
-	TELEMETRY_FUZZ_EXAMPLES=20 $(BIN)/pytest -m "not e2e and not slow and not fault and not load and not fuzz" $(PYTEST_ARGS)
+	TELEMETRY_FUZZ_EXAMPLES=20 $(BIN)/pytest $(XDIST) -m "not e2e and not slow and not fault and not load and not fuzz" $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks, print ratios and write bench-results.json
 	$(BIN)/python -m tests.bench

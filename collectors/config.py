@@ -51,7 +51,9 @@ def _checkout() -> Path | None:
 
 
 CHECKOUT = _checkout()
-STATE_DIR = (CHECKOUT or Path.cwd()) / ".state"  # local, git-ignored working state
+# Local, git-ignored working state (dbt targets, artefacts, GX). TELEMETRY_STATE_DIR moves it: the test suite's
+# parallel workers each take their own, so that no two dbt runs share a target directory.
+STATE_DIR = Path(os.environ.get("TELEMETRY_STATE_DIR") or (CHECKOUT or Path.cwd()) / ".state")
 
 
 def default_dbt_project() -> Path:

@@ -38,6 +38,43 @@ os.environ.setdefault("TELEMETRY_HTTP_LISTEN", "127.0.0.1:0")
 pytest_plugins = ["tests.support.receivers", "tests.support.landed_week"]
 
 
+def _work_unit(item: pytest.Item) -> str:
+    """What one xdist worker runs as a whole: the end-to-end modules together (they share a landed week and its
+    expected marts), the dbt modules on the session's built warehouse together (one dbt build of everything,
+    not one per worker), every other module by itself (its module fixtures are made once)."""
+    path = Path(str(item.path)).relative_to(REPO_ROOT / "tests")
+    if path.parts[0] == "e2e":
+        return "e2e"
+    if path.parts[0] == "dbt" and "warehouse" in item.fixturenames:
+        return "dbt-warehouse"
+    return path.as_posix()
+
+
+def _start_rank(item: pytest.Item) -> int:
+    """Longest work first, so that no long unit starts last: the Airflow end-to-end runs, the dbt warehouse, the
+    fault, load, fuzz and slow modules, then the rest."""
+    unit = _work_unit(item)
+    if unit == "e2e":
+        return 0
+    if unit == "dbt-warehouse":
+        return 1
+    return 2 if any(item.get_closest_marker(m) for m in ("fault", "load", "fuzz", "slow")) else 3
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (``make test``), hand the workers whole modules, longest first."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+    ranks = {}
+    for item in items:  # a module's rank is its most urgent test's, so that its tests stay together
+        unit = _work_unit(item)
+        ranks[unit] = min(ranks.get(unit, 3), _start_rank(item))
+    items.sort(key=lambda item: ranks[_work_unit(item)])
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[local_postgres.PostgresServer]:
     """The suite's PostgreSQL: ``TELEMETRY_TEST_DATABASE_URL`` if set; else a scratch cluster of its own with

@@ -749,13 +749,15 @@ def create_app(
     artefacts_dir: Callable[[], Path] = _default_artefacts_dir,
     dependencies: Sequence[Any] = (),
     login_url: Callable[[str], str] | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> FastAPI:
     """The report app.
 
     ``database_url`` and ``docs_root`` are read at every request (from ``collectors.config`` by
     default). ``dependencies`` guard every route (the plugin passes Airflow's authentication); when
     one refuses an HTML page with 401/403 and ``login_url`` is given, the browser is sent to
-    ``login_url(<this page>)`` instead.
+    ``login_url(<this page>)`` instead. ``clock`` is what "now" is for the history, freshness and volume
+    (the wall clock by default; tests pin it).
     """
     app = FastAPI(
         title="Telemetry data quality",
@@ -785,7 +787,7 @@ def create_app(
             url, root = database_url(), docs_root()
         except ValidationError as error:
             raise settings_problem(error) from error
-        return read_report(url, root, models_docs=models() is not None)
+        return read_report(url, root, models_docs=models() is not None, now=clock() if clock else None)
 
     @app.exception_handler(ReportUnavailable)
     async def unavailable(request: Request, problem: ReportUnavailable) -> Response:

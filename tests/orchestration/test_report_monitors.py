@@ -39,6 +39,7 @@ def client(url: str, tmp_path: Path) -> TestClient:
             database_url=lambda: url,
             docs_root=lambda: tmp_path / "gx" / "uncommitted" / "data_docs" / "local_site",
             artefacts_dir=lambda: tmp_path / "artefacts",
+            clock=lambda: NOW,  # the hours the rows were written for, even when the test crosses an hour
         )
     )
 

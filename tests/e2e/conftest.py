@@ -8,6 +8,10 @@ The DAGs build one warehouse database, named once per module (``TELEMETRY_DATABA
 test recreates it from the template it needs. The name stays the same because dbt parses the whole project
 again when the database it connects to changes (6 to 20 s per dbt task on two cores) instead of reusing its
 last parse.
+
+The backfill modules share one landed week (``backfill_week``, a session fixture): the LocalExecutor module runs
+the three DAGs over it, the CeleryExecutor module only the weekly one, from a copy of the warehouse as the
+scheduled hourly and daily runs left it; both compare with the marts the scheduled runs build, computed once.
 """
 
 from __future__ import annotations
@@ -21,17 +25,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectors.config import Settings
+import psycopg
+import pytest
+import redis
+
+from collectors.config import RetentionDays, Settings
 from collectors.dev import local_postgres
-from collectors.dev.local_airflow import LocalAirflow
-from collectors.dev.week_runs import DAGS
+from collectors.dev.local_airflow import CeleryWorkers, LocalAirflow
+from collectors.dev.simulator.config import SimulationConfig
+from collectors.dev.week_runs import DAGS, last_complete_week
 from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.builds import dbt_vars
 from collectors.orchestration.cadences import CADENCES
 from collectors.orchestration.process_env import temporary_environment
+from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, snapshot
 
 # nothing is scheduled on its own (catchup would queue every period since the start): the tests make their runs
 # as backfills and manual runs, which Airflow creates whatever the start date
@@ -68,11 +78,11 @@ class ModuleAirflow(LocalAirflow):
 
 @contextmanager
 def running_airflow(
-    server: local_postgres.PostgresServer, tmp: Path, **env: str
+    server: local_postgres.PostgresServer, tmp: Path, *, celery: CeleryWorkers | None = None, **env: str
 ) -> Iterator[Callable[[], ModuleAirflow]]:
-    """Migrate an Airflow home under ``tmp`` and start its services, in a thread; the callable yielded parses dbt
-    for the tasks, waits until the services are up and the cadence DAGs served, and returns the Airflow (or
-    raises what stopped it)."""
+    """Migrate an Airflow home under ``tmp`` and start its services (with ``celery``: the CeleryExecutor and its
+    workers), in a thread; the callable yielded parses dbt for the tasks, waits until the services are up and the
+    cadence DAGs served, and returns the Airflow (or raises what stopped it)."""
     suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     meta_name, warehouse_name = f"airflow_e2e_{suffix}", f"telemetry_e2e_{suffix}"
     meta = local_postgres.create_database(server.url, meta_name)
@@ -86,7 +96,7 @@ def running_airflow(
         **env,
     }
     warehouse = local_postgres.with_database(server.url, warehouse_name)
-    airflow = ModuleAirflow(tmp / "home", meta, warehouse, extra_env=extra, server_url=server.url)
+    airflow = ModuleAirflow(tmp / "home", meta, warehouse, extra_env=extra, celery=celery, server_url=server.url)
     up: Future[ModuleAirflow] = Future()
     done = threading.Event()
 
@@ -115,3 +125,145 @@ def running_airflow(
         thread.join()
         for name in (meta_name, warehouse_name):
             local_postgres.drop_database(server.url, name)
+
+
+REDIS_URL = "redis://127.0.0.1:6379"
+_CLAIM_KEY = "telemetry-e2e:claimed-by"
+
+
+@contextmanager
+def claimed_redis_database(url: str = REDIS_URL) -> Iterator[str]:
+    """A Redis database no one else uses (``redis://host:port/<db>``), emptied afterwards.
+
+    A database is taken by setting a claim key in it only if absent, and only if nothing else is there, so
+    parallel test runs each get their own; the claim expires after an hour should a run die holding it.
+    """
+    try:
+        redis.Redis.from_url(url, socket_timeout=3).ping()
+    except redis.RedisError as error:
+        pytest.fail(f"no Redis at {url} ({error}): start one with `redis-server --daemonize yes` (.ci/run does)")
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for db in range(1, 16):  # 0 is left to whatever else uses this Redis; 16 databases by default
+        client = redis.Redis.from_url(f"{url}/{db}")
+        try:
+            if not client.set(_CLAIM_KEY, token, nx=True, ex=3600):
+                continue
+        except redis.ResponseError:  # fewer databases configured
+            break
+        if client.dbsize() > 1:  # used without a claim: not ours to flush
+            client.delete(_CLAIM_KEY)
+            continue
+        try:
+            yield f"{url}/{db}"
+        finally:
+            client.flushdb()
+            client.close()
+        return
+    pytest.fail(f"every database of the Redis at {url} is in use")
+
+
+WEEK_START = last_complete_week()
+WEEK_END = WEEK_START + dt.timedelta(days=7)
+WEEKLY_MARTS = (
+    "fct_telemetry_week",
+    "fct_minutes_per_user_weekly",
+    "fct_channel_reliability_weekly",
+    "fct_reliability_weekly",
+    "fct_host_metrics_weekly",
+    "fct_funnel_weekly",
+    "fct_retention_weekly",
+    "fct_feature_adoption_weekly",
+)
+MARTS = HOURLY_MARTS + DAILY_MARTS + WEEKLY_MARTS
+
+
+@dataclass(frozen=True)
+class ScheduledRuns:
+    """What the scheduled runs build from the landed week: the warehouse before the weekly run (a template
+    database's name) and every mart after it (``snapshot``)."""
+
+    before_weekly: str
+    marts: dict[str, list[str]]
+
+
+@dataclass
+class BackfillWeek:
+    """The last complete week, simulated at a small scale and landed (nothing built) in the template database
+    ``landed``; ``scheduled_runs()`` builds, once, what the scheduled runs would from it, below Airflow."""
+
+    server_url: str
+    landed: str
+    dbt_target: Path
+    _built: Future[ScheduledRuns] | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        return self.landed, f"{self.landed}_scheduled", f"{self.landed}_before_weekly"
+
+    def start_scheduled_runs(self) -> None:
+        """Start building the scheduled runs' result in a thread (this process is then free to poll Airflow)."""
+        with self._lock:
+            if self._built is None:
+                self._built = Future()
+                threading.Thread(target=self._build, name="scheduled-runs", daemon=True).start()
+
+    def scheduled_runs(self) -> ScheduledRuns:
+        self.start_scheduled_runs()
+        assert self._built is not None
+        return self._built.result()
+
+    def _build(self) -> None:
+        assert self._built is not None
+        try:
+            self._built.set_result(self._scheduled_runs())
+        except BaseException as error:
+            self._built.set_exception(error)
+
+    def _scheduled_runs(self) -> ScheduledRuns:
+        """The hourly range in one call (equal to one build per hour: tests/dbt/test_week_hour_by_hour.py), then
+        each day, a copy of the database, then the week."""
+        _, scheduled, before_weekly = self.databases
+        url = local_postgres.create_database(self.server_url, scheduled, template=self.landed, drop=True)
+
+        def build(select: str, start: dt.datetime, end: dt.datetime) -> None:
+            dbt.build(select, start, end, database_url=url, data_tests=False, target_path=self.dbt_target)
+
+        build("+tag:hourly", WEEK_START, WEEK_END)
+        for day in range(7):
+            build("+tag:daily", WEEK_START + dt.timedelta(days=day), WEEK_START + dt.timedelta(days=day + 1))
+        with psycopg.connect(self.server_url, autocommit=True) as conn:  # a template has no sessions
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (scheduled,))
+        local_postgres.create_database(self.server_url, before_weekly, template=scheduled, drop=True)
+        build("+tag:weekly", WEEK_START, WEEK_END)
+        return ScheduledRuns(before_weekly, snapshot(url, MARTS))
+
+
+@pytest.fixture(scope="session")
+def backfill_week(
+    pg_server: local_postgres.PostgresServer, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackfillWeek]:
+    config = SimulationConfig(
+        start=WEEK_START,
+        end=WEEK_END,
+        seed=23,
+        servers=1,
+        users=20,
+        new_accounts_per_day=2,
+        channels=2,
+        messages_per_channel_per_hour=2.0,
+    )
+    name = f"telemetry_backfill_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
+    week = BackfillWeek(pg_server.url, name, tmp_path_factory.mktemp("scheduled-dbt"))
+    try:
+        _, accepted = land_simulation(
+            url, config, tmp_path_factory.mktemp("spool"), retention=RetentionDays(message_samples=30)
+        )
+        assert all(accepted.get(kind) for kind in ("minute_snapshots", "message_samples", "product_events"))
+        yield week
+    finally:
+        if week._built is not None:
+            week._built.exception()  # the build finished before its databases go
+        for database in week.databases:
+            local_postgres.drop_database(pg_server.url, database)

@@ -11,9 +11,12 @@ link in the UI's Browse menu; it runs on its own too (``uvicorn --factory collec
   verdict, assets, the expectations that failed on the data and, apart, those that errored with their
   cause; the dbt builds whose tests did not all pass (``quality.dbt_test_runs`` and
   ``quality.dbt_test_results``, from ``collectors.orchestration.test_results``), data failures apart from
-  tests that could not run; a link to the Great Expectations Data Docs; an inline SVG of
-  ``marts.fct_reliability_daily`` (the last 30 days there are). No JavaScript, no external assets.
-* ``GET /api/runs``: the same runs, builds and days as JSON.
+  tests that could not run; a pass/fail strip per dbt test and per GX asset and failing expectation over
+  their last 30 runs (``report_history``); source freshness, volume per hour against the previous weeks,
+  the ingest ledger and the refused records' reasons (``report_monitors``); a link to the Great Expectations
+  Data Docs; an inline SVG of ``marts.fct_reliability_daily`` (the last 30 days there are). No JavaScript,
+  no external assets.
+* ``GET /api/runs``: the same runs, builds, history, monitors and days as JSON.
 * ``GET /data-docs/<path>``: the Data Docs site, ``<gx_dir>/uncommitted/data_docs/local_site/``, offline: the
   CDN assets its pages name are served from a vendored copy at ``GET /data-docs-vendor/<path>``
   (``collectors.orchestration.data_docs_offline``).

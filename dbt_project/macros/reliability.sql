@@ -20,9 +20,12 @@
 -#}
 
 {#- Plans without JIT or nested loops: the CTEs have no statistics, and a nested loop over
-    the receivers' islands, estimated at a few rows, costs seconds when there are thousands. -#}
+    the receivers' islands, estimated at a few rows, costs seconds when there are thousands.
+    work_mem for the hash aggregates over a day's samples (a million rows, as many groups in
+    window_messages): at the default 4 MB they spill in dozens of batches, which costs more than
+    the aggregation itself. -#}
 {% macro reliability_planner_settings() -%}
-    {{ return(["set local jit = off", "set local enable_nestloop = off"]) }}
+    {{ return(["set local jit = off", "set local enable_nestloop = off", "set local work_mem = '256MB'"]) }}
 {%- endmacro %}
 
 {#- var('reliability_lookback_days'), validated: a whole number of days, 0 or more. -#}
@@ -331,18 +334,53 @@ receiver_window_counts as (
     group by window_start, channel_id, receiver_public_key
 ),
 
-delivery_counts as (
+-- M_c: the distinct message ids counted receivers saw, by hashing (window, channel, message)
+-- rather than sorting every delivery for a count(distinct)
+counted_messages as (
     select
         window_messages.window_start,
         window_messages.channel_id,
-        count(distinct window_messages.message_id) as messages,
-        count(*) as delivered
+        window_messages.message_id
     from window_messages
     inner join counted_receivers
         on counted_receivers.window_start = window_messages.window_start
         and counted_receivers.channel_id = window_messages.channel_id
         and counted_receivers.receiver_public_key = window_messages.receiver_public_key
-    group by window_messages.window_start, window_messages.channel_id
+    group by window_messages.window_start, window_messages.channel_id, window_messages.message_id
+),
+
+-- the distinct (receiver, message) deliveries of counted receivers: the sum of their
+-- per-receiver distinct message counts, one row per receiver
+delivered_counts as (
+    select
+        receiver_window_counts.window_start,
+        receiver_window_counts.channel_id,
+        sum(receiver_window_counts.messages)::bigint as delivered
+    from receiver_window_counts
+    inner join counted_receivers
+        on counted_receivers.window_start = receiver_window_counts.window_start
+        and counted_receivers.channel_id = receiver_window_counts.channel_id
+        and counted_receivers.receiver_public_key = receiver_window_counts.receiver_public_key
+    group by receiver_window_counts.window_start, receiver_window_counts.channel_id
+),
+
+delivery_counts as (
+    select
+        delivered_counts.window_start,
+        delivered_counts.channel_id,
+        message_counts.messages,
+        delivered_counts.delivered
+    from delivered_counts
+    inner join (
+        select
+            window_start,
+            channel_id,
+            count(*) as messages
+        from counted_messages
+        group by window_start, channel_id
+    ) as message_counts
+        on message_counts.window_start = delivered_counts.window_start
+        and message_counts.channel_id = delivered_counts.channel_id
 ),
 
 receiver_counts as (

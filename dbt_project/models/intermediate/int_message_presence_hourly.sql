@@ -6,6 +6,7 @@
         on_schema_change='fail',
         full_refresh=false,
         tags=['hourly', 'daily', 'weekly', 'reliability'],
+        pre_hook=["set local jit = off", "set local work_mem = '256MB'"],
         post_hook="create index if not exists {{ this.name }}_sent_hour on {{ this }} (sent_hour)",
     )
 }}

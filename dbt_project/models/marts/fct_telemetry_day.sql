@@ -2,6 +2,7 @@
     config(
         unique_key='day',
         tags=['daily'],
+        pre_hook=["set local jit = off", "set local work_mem = '256MB'"],
     )
 }}
 

@@ -224,6 +224,11 @@ class LocalAirflow:
                 self.wait_ready(ready_timeout)
                 if "scheduler" in names:  # tasks will run
                     self._warm_execution_api(ready_timeout)
+            # a worker that cannot start (a broken Celery install, the broker away) exits within seconds, and
+            # its tasks would only time out in the queue
+            for (name, *_), process in zip(commands, processes, strict=True):
+                if process.poll() is not None and name not in names:
+                    raise AirflowCommandError(f"{name} exited {process.returncode}; see {logs / f'{name}.log'}")
             yield self
 
     def wait_ready(self, timeout: float) -> None:

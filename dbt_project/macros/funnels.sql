@@ -123,3 +123,56 @@ final as (
 
 select * from final
 {%- endmacro %}
+
+{#-
+  `funnel_time_to_convert(chosen, period)`: per period, funnel and declared step, the users whose
+  chosen attempt reached the step, by bucket of (step time - entry time). Buckets are half-open,
+  lower bound included: [0, 1 min), [1, 5 min), [5, 15 min), [15, 60 min), [1, 4 h), [4, 24 h),
+  [24 h, ...). Only buckets with users have a row, so a step's buckets sum to its `users` in
+  funnel_summary. `chosen` has period, funnel, depth, step_seconds.
+-#}
+{% macro funnel_time_to_convert(chosen, period) -%}
+{%- set buckets = [
+    (60, '<1 min'), (300, '1-5 min'), (900, '5-15 min'), (3600, '15-60 min'),
+    (14400, '1-4 h'), (86400, '4-24 h'), (none, '>=24 h'),
+] -%}
+with reached as (
+    select
+        chosen.{{ period }},
+        chosen.funnel,
+        steps.step,
+        (chosen.step_seconds ->> (steps.step - 1))::numeric as seconds
+    from {{ chosen }} as chosen
+    inner join {{ ref('funnel_steps') }} as steps
+        on steps.funnel = chosen.funnel
+        and chosen.depth >= steps.step
+),
+
+bucketed as (
+    select
+        {{ period }},
+        funnel,
+        step,
+        case
+            {%- for upper, label in buckets if upper is not none %}
+            when seconds < {{ upper }} then {{ loop.index }}
+            {%- endfor %}
+            else {{ buckets | length }}
+        end as bucket_order
+    from reached
+)
+
+select
+    {{ period }},
+    funnel,
+    step,
+    bucket_order,
+    case bucket_order
+        {%- for upper, label in buckets %}
+        when {{ loop.index }} then '{{ label }}'
+        {%- endfor %}
+    end as bucket,
+    count(*) as users
+from bucketed
+group by {{ period }}, funnel, step, bucket_order
+{%- endmacro %}

@@ -36,45 +36,33 @@ import plotly
 import plotly.graph_objects as go
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import ValidationError
 
 from collectors.orchestration import dashboard_figures as figures
 from collectors.orchestration import dashboard_queries as q
+from collectors.orchestration import pages
 from collectors.orchestration.dashboard_figures import (
     NOT_YET_KNOWN,
     Rows,
 )
+from collectors.orchestration.pages import (
+    PageUnavailable,
+    first_line,
+    redirect_to_login,
+    settings_problem,
+    template_environment,
+)
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 DEFAULT_DAYS = 28  # the period when the page names none: the last four weeks, today included
 MAX_DAYS = 400  # the longest period a page may ask for (every query is bounded by it)
 TABLE_ROWS = 500  # rows shown in a chart's table; the CSV has them all
 WORST_CHANNELS = 10
-CONNECT_TIMEOUT = 5  # seconds
-STATEMENT_TIMEOUT_MS = 15_000
 
-_environment = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-class DashboardUnavailable(Exception):
-    """The warehouse cannot be read; ``str()`` says what to do. Served as 503."""
-
-    def __init__(self, title: str, advice: str, detail: str = "") -> None:
-        super().__init__(f"{title}: {advice}")
-        self.title = title
-        self.advice = advice
-        self.detail = detail
+_environment = template_environment()
 
 
 # --------------------------------------------------------------------------- what a page asks for
@@ -344,26 +332,10 @@ def to_csv(rows: Rows) -> str:
     return out.getvalue()
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def connect(database_url: str) -> psycopg.Connection:
-    try:
-        return psycopg.connect(
-            database_url,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT,
-            options=f"-c timezone=UTC -c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            application_name="telemetry-dashboards",
-        )
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as error:
-        raise DashboardUnavailable(
-            "The warehouse database cannot be reached",
-            "Check that PostgreSQL is up and that TELEMETRY_DATABASE_URL (or the Airflow connection "
-            "telemetry_warehouse) of the Airflow api-server names the warehouse, then reload this page.",
-            _first_line(error),
-        ) from error
+    return pages.connect(
+        database_url, application_name="telemetry-dashboards", title="The warehouse database cannot be reached"
+    )
 
 
 def read_rows(conn: psycopg.Connection, query: q.Query, filters: Filters) -> tuple[Rows | None, str | None]:
@@ -376,7 +348,7 @@ def read_rows(conn: psycopg.Connection, query: q.Query, filters: Filters) -> tup
         return None, f"The database role may not read marts.{query.mart} (grant telemetry_analyst)."
     except psycopg.Error as error:
         log.warning("reading marts.%s: %s", query.mart, error)
-        return None, f"marts.{query.mart} could not be read: {_first_line(error)}"
+        return None, f"marts.{query.mart} could not be read: {first_line(error)}"
     return Rows(columns, rows), None if rows else f"marts.{query.mart} has no rows in this period."
 
 
@@ -417,7 +389,7 @@ def resolve(conn: psycopg.Connection, dashboard: Dashboard, filters: Filters) ->
             last = conn.execute(q.DAY_LOG_LAST_DAY, params).fetchone()  # type: ignore[arg-type]
             filters = replace(filters, day=(last[0] if last and last[0] else filters.end))
     except psycopg.Error as error:  # a mart not built yet: each chart says which, below
-        log.info("dashboard %s: the filters' choices could not be read: %s", dashboard.slug, _first_line(error))
+        log.info("dashboard %s: the filters' choices could not be read: %s", dashboard.slug, first_line(error))
     for kind in ("channel", "host", "funnel"):
         options.setdefault(kind, [])
     if "day" in dashboard.filters and filters.day is None:
@@ -493,26 +465,16 @@ def create_app(
         try:
             return database_url()
         except ValidationError as error:
-            raise DashboardUnavailable(
-                "The TELEMETRY_* settings of the api-server are invalid",
-                "Fix them (see collectors/config.py) and restart the api-server.",
-                _first_line(error),
-            ) from error
+            raise settings_problem(first_line(error)) from error
 
-    @app.exception_handler(DashboardUnavailable)
-    async def unavailable(request: Request, problem: DashboardUnavailable) -> Response:
+    @app.exception_handler(PageUnavailable)
+    async def unavailable(request: Request, problem: PageUnavailable) -> Response:
         log.warning("dashboards unavailable: %s (%s)", problem, problem.detail)
         html = _environment.get_template("dashboard_unavailable.html").render(problem=problem)
         return HTMLResponse(html, status_code=503, headers=page_headers(None))
 
     if login_url is not None:
-
-        @app.exception_handler(HTTPException)
-        async def to_login(request: Request, error: HTTPException) -> Response:
-            wants_html = "text/html" in request.headers.get("accept", "") and request.method == "GET"
-            if error.status_code in (401, 403) and wants_html:
-                return RedirectResponse(login_url(str(request.url)), status_code=307)
-            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        redirect_to_login(app, login_url)
 
     @app.get("/static/plotly.min.js", summary="plotly.js, from the installed plotly wheel")
     def plotly_js() -> FileResponse:

@@ -42,28 +42,25 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.staticfiles import StaticFiles
 
-from collectors.orchestration import data_docs_offline
+from collectors.orchestration import data_docs_offline, pages
 from collectors.orchestration import report_monitors as monitors_module
+from collectors.orchestration.pages import PageUnavailable, first_line, redirect_to_login, template_environment
 from collectors.orchestration.report_history import TestHistory, read_dbt_history, validation_history
 from collectors.orchestration.report_models import ModelDocs, model_anchor, read_model_docs
 from collectors.orchestration.report_monitors import Monitors, read_monitors
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 DATA_DOCS_SITE = "local_site"  # collectors.orchestration.validation.SITE (not imported: that module is the GX side)
 RUN_LIMIT = 30  # validation runs on the page
 BUILD_LIMIT = 30  # dbt builds with tests that did not all pass, on the page
 CHART_DAYS = 30  # days of marts.fct_reliability_daily in the chart
 TEXT_LIMIT = 300  # longest observed value / error shown per failing expectation
-CONNECT_TIMEOUT = 5  # seconds
-STATEMENT_TIMEOUT_MS = 15_000
 # the report's own pages: no script, no external anything; framed only by the Airflow UI (same origin)
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -79,13 +76,7 @@ DATA_DOCS_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-_environment = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_environment = template_environment()
 
 
 # --------------------------------------------------------------------------- what the page shows
@@ -302,16 +293,6 @@ class Report:
         }
 
 
-class ReportUnavailable(Exception):
-    """The report cannot be made; ``str()`` says what to do. Served as 503."""
-
-    def __init__(self, title: str, advice: str, detail: str = "") -> None:
-        super().__init__(f"{title}: {advice}")
-        self.title = title
-        self.advice = advice
-        self.detail = detail
-
-
 # --------------------------------------------------------------------------- reading the warehouse
 
 RUNS_QUERY = """
@@ -380,8 +361,7 @@ def _where(database_url: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:TEXT_LIMIT] if text else type(error).__name__
+    return first_line(error, TEXT_LIMIT)
 
 
 def _short(value: Any) -> str | None:
@@ -528,40 +508,31 @@ def read_report(
     now: dt.datetime | None = None,
     models_docs: bool = False,
 ) -> Report:
-    """Read the runs and the days from the warehouse; raise ``ReportUnavailable`` saying what to do."""
+    """Read the runs and the days from the warehouse; raise ``PageUnavailable`` saying what to do."""
     where = _where(database_url)
-    try:
-        conn = psycopg.connect(
-            database_url,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT,
-            options=f"-c timezone=UTC -c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            application_name="telemetry-quality-report",
-        )
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as error:
-        raise ReportUnavailable(
-            f"The warehouse database {where} cannot be reached",
-            "Check that PostgreSQL is up and that TELEMETRY_DATABASE_URL (or the Airflow connection "
-            "telemetry_warehouse) of the Airflow api-server names the warehouse, then reload this page.",
-            _first_line(error),
-        ) from error
+    conn = pages.connect(
+        database_url,
+        application_name="telemetry-quality-report",
+        title=f"The warehouse database {where} cannot be reached",
+        detail=_first_line,
+    )
     with conn:
         try:
             rows = conn.execute(RUNS_QUERY, {"limit": limit}).fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
-            raise ReportUnavailable(
+            raise PageUnavailable(
                 f"The warehouse {where} has no quality.validation_runs table yet",
                 "Run the migrations (telemetry-db migrate, or make demo), then reload this page.",
                 _first_line(error),
             ) from error
         except psycopg.errors.InsufficientPrivilege as error:
-            raise ReportUnavailable(
+            raise PageUnavailable(
                 f"The database role may not read quality.validation_runs in {where}",
                 "Grant it the telemetry_reviewer role (select on the quality ledgers), then reload this page.",
                 _first_line(error),
             ) from error
         except psycopg.Error as error:
-            raise ReportUnavailable(
+            raise PageUnavailable(
                 f"Reading quality.validation_runs from {where} failed",
                 "See the api-server log; reload this page when the warehouse is healthy.",
                 _first_line(error),
@@ -720,7 +691,7 @@ def render_models(docs: ModelDocs | None, history: list[TestHistory] | None) -> 
     return _environment.get_template("models.html").render(docs=docs, last=last)
 
 
-def render_unavailable(problem: ReportUnavailable) -> str:
+def render_unavailable(problem: PageUnavailable) -> str:
     return _environment.get_template("unavailable.html").render(problem=problem)
 
 
@@ -771,12 +742,8 @@ def create_app(
         dependencies=list(dependencies),
     )
 
-    def settings_problem(error: ValidationError) -> ReportUnavailable:
-        return ReportUnavailable(
-            "The TELEMETRY_* settings of the api-server are invalid",
-            "Fix them (see collectors/config.py) and restart the api-server.",
-            _first_line(error),
-        )
+    def settings_problem(error: ValidationError) -> PageUnavailable:
+        return pages.settings_problem(_first_line(error))
 
     def models() -> ModelDocs | None:
         try:
@@ -792,21 +759,15 @@ def create_app(
             raise settings_problem(error) from error
         return read_report(url, root, models_docs=models() is not None, now=clock() if clock else None)
 
-    @app.exception_handler(ReportUnavailable)
-    async def unavailable(request: Request, problem: ReportUnavailable) -> Response:
+    @app.exception_handler(PageUnavailable)
+    async def unavailable(request: Request, problem: PageUnavailable) -> Response:
         log.warning("data-quality report unavailable: %s (%s)", problem, problem.detail)
         if request.url.path.rstrip("/").endswith("/api/runs"):
             return JSONResponse({"detail": str(problem), "error": problem.detail}, status_code=503)
         return HTMLResponse(render_unavailable(problem), status_code=503, headers=PAGE_HEADERS)
 
     if login_url is not None:
-
-        @app.exception_handler(HTTPException)
-        async def to_login(request: Request, error: HTTPException) -> Response:
-            wants_html = "text/html" in request.headers.get("accept", "") and request.method == "GET"
-            if error.status_code in (401, 403) and wants_html:
-                return RedirectResponse(login_url(str(request.url)), status_code=307)
-            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        redirect_to_login(app, login_url)
 
     @app.get("/", response_class=HTMLResponse, summary="The data-quality report page")
     def page(failed: bool = False) -> HTMLResponse:
@@ -830,7 +791,7 @@ def create_app(
         if not root.is_dir():
             return HTMLResponse(
                 render_unavailable(
-                    ReportUnavailable(
+                    PageUnavailable(
                         "No Data Docs yet",
                         "The weekly DAG's validate task writes them on its first run.",
                         f"{root} does not exist",

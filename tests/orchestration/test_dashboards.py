@@ -21,14 +21,12 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,7 +37,6 @@ from typing import Any
 import psycopg
 import pytest
 import uvicorn
-from fastapi import Depends, HTTPException
 
 from collectors.dev import local_postgres
 from collectors.dev.local_airflow import LocalAirflow
@@ -49,11 +46,15 @@ from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.dashboard_figures import NOT_YET_KNOWN, thresholds
 from collectors.orchestration.dashboards import DASHBOARDS, create_app
 from tests.dbt.test_server_metrics import variant
+from tests.support.pages import (
+    TestClient,
+    airflow_metadata,
+    chromium_binary,
+    read_net_log,
+    refusing_client,
+    run_chromium,
+)
 from tests.support.simulated import land_simulation
-
-with warnings.catch_warnings():  # starlette's TestClient would rather have httpx2; httpx is what is pinned
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = REPO_ROOT / ".state" / "test-artefacts" / "dashboards"
@@ -543,15 +544,7 @@ def test_a_database_that_is_down_gives_503_and_what_to_do() -> None:
 
 
 def test_a_browser_without_a_login_is_sent_to_it() -> None:
-    def refuse() -> None:
-        raise HTTPException(status_code=401, detail="Not authenticated")
-
-    app = create_app(
-        database_url=lambda: "postgresql://unused@127.0.0.1:1/x",
-        dependencies=[Depends(refuse)],
-        login_url=lambda next_url: "/auth/login?next=" + next_url,
-    )
-    with TestClient(app, follow_redirects=False) as http:
+    with refusing_client(create_app) as http:
         page = http.get("/hosts", headers={"accept": "text/html"})
         data = http.get("/hosts/hosts.csv", headers={"accept": "text/csv"})
         script = http.get("/static/plotly.min.js", headers={"accept": "*/*"})
@@ -605,48 +598,20 @@ class LoopbackServer:
 
 
 def chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is missing: run `make browser` (as root; `make test` does it)", pytrace=False)
-    profile = ARTEFACTS.parent / f".chromium-profile-dash-{os.getpid()}"
-    try:
-        return subprocess.run(
-            [
-                binary,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-proxy-server",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing resolves but loopback
-                f"--user-data-dir={profile}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        )
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    return run_chromium(
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # nothing resolves but loopback
+        *args,
+        profile=ARTEFACTS.parent / f".chromium-profile-dash-{os.getpid()}",
+        timeout=timeout,
+    )
 
 
 def page_requests(net_log: Path, page: str) -> set[str]:
     """The URLs the page asked for, from chromium's network log: the navigation to ``page`` and every request
     whose initiator is a web origin (a document's). Chromium's own background requests (updates, time, sign-in)
     have no origin; ``--host-resolver-rules`` keeps them from leaving the machine anyway."""
-    text = net_log.read_text()
-    try:
-        events = json.loads(text)["events"]
-    except json.JSONDecodeError:  # cut short when chromium exits: close the list
-        events = json.loads(text.rstrip().rstrip(",") + "]}")["events"]
     urls = {page}
-    for event in events:
+    for event in read_net_log(net_log)["events"]:
         params = event.get("params") or {}
         if "url" in params and str(params.get("initiator", "")).startswith(("http:", "https:", "null")):
             urls.add(params["url"])
@@ -700,11 +665,7 @@ def test_a_browser_draws_every_dashboard_from_loopback_only(warehouse: Warehouse
 
 @pytest.fixture(scope="module")
 def airflow_meta(pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    name = f"airflow_dash_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = local_postgres.create_database(pg_server.url, name)
-    LocalAirflow(tmp_path_factory.mktemp("airflow_dash"), url, url).migrate()
-    yield url
-    local_postgres.drop_database(pg_server.url, name)
+    yield from airflow_metadata(pg_server, tmp_path_factory, "airflow_dash")
 
 
 @pytest.mark.e2e
@@ -714,8 +675,7 @@ def test_the_dashboards_menu_entry_and_pages_in_airflow(
     """The plugin in a real api-server: the bare prefix redirects, a page and a CSV answer behind Airflow's auth
     (LocalAirflow's simple auth manager lets everyone in), the UI's Dashboards entry frames the app, and chromium
     draws a dashboard through the api-server."""
-    if shutil.which("chromium") is None:
-        pytest.fail("chromium is missing: run `make browser` (as root; `make test` does it)", pytrace=False)
+    chromium_binary()  # fail early, before starting Airflow
     airflow = LocalAirflow(tmp_path / "home", airflow_meta, warehouse.url)
     with airflow.services(["api-server"]):
         page = f"{airflow.api_url}/telemetry-dashboards/"

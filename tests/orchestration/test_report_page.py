@@ -24,7 +24,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
@@ -33,21 +32,23 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from fastapi import Depends, HTTPException
 
 from collectors.dev import local_postgres
 from collectors.dev.local_airflow import LocalAirflow
 from collectors.dev.ports import free_port
 from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.report import DayReliability, chart, create_app
-
-with warnings.catch_warnings():  # starlette's TestClient would rather have httpx2; httpx is what is pinned
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from tests.support.pages import (
+    TestClient,
+    airflow_metadata,
+    chromium_binary,
+    read_net_log,
+    refusing_client,
+    run_chromium,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = REPO_ROOT / ".state" / "test-artefacts" / "report"
-CHROMIUM = "chromium"
 
 TODAY = dt.datetime.now(dt.UTC).date()
 # five days of overall reliability, the middle one without a measurable channel (null)
@@ -453,15 +454,7 @@ def test_data_docs_are_served_from_the_site_only(report_url: str, gx_dir: Path) 
 
 
 def test_a_browser_without_a_login_is_sent_to_it_and_the_api_refuses() -> None:
-    def refuse() -> None:
-        raise HTTPException(status_code=401, detail="Not authenticated")
-
-    app = create_app(
-        database_url=lambda: "postgresql://unused@127.0.0.1:1/x",
-        dependencies=[Depends(refuse)],
-        login_url=lambda next_url: "/auth/login?next=" + next_url,
-    )
-    with TestClient(app, follow_redirects=False) as http:
+    with refusing_client(create_app) as http:
         page = http.get("/", headers={"accept": "text/html,application/xhtml+xml"})
         api = http.get("/api/runs", headers={"accept": "application/json"})
         docs = http.get("/data-docs/index.html", headers={"accept": "application/json"})
@@ -486,18 +479,7 @@ def test_the_chart_has_a_point_per_measured_day_and_breaks_at_gaps() -> None:
 
 @pytest.fixture(scope="module")
 def airflow_meta(pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    name = f"airflow_report_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = local_postgres.create_database(pg_server.url, name)
-    LocalAirflow(tmp_path_factory.mktemp("airflow_report"), url, url).migrate()
-    yield url
-    local_postgres.drop_database(pg_server.url, name)
-
-
-def chromium_binary() -> str:
-    binary = shutil.which(CHROMIUM)
-    if binary is None:
-        pytest.fail("chromium is missing: run `make browser` (as root; `make test` does it)", pytrace=False)
-    return binary
+    yield from airflow_metadata(pg_server, tmp_path_factory, "airflow_report")
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -510,11 +492,7 @@ def page_request_hosts(net_log: Path) -> tuple[set[str], set[str]]:
     carries the page's site in its network isolation key; chromium's own traffic (component updates, the
     clock check, the account list) carries ``null null`` or google.com, and is no page's doing.
     """
-    text = net_log.read_text(errors="replace").rstrip()
-    try:
-        log = json.loads(text)
-    except json.JSONDecodeError:  # a log chromium did not close: its events so far
-        log = json.loads(text.rstrip(",") + "]}")
+    log = read_net_log(net_log)
     names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
     urls: dict[int, set[str]] = {}
     for_page: set[int] = set()
@@ -535,34 +513,9 @@ def page_request_hosts(net_log: Path) -> tuple[set[str], set[str]]:
 
 def chromium(*args: str, timeout: float = 60, net_log: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Debian's chromium, headless, in a profile of its own; ``net_log`` records its every request."""
-    binary = chromium_binary()
-    profile = ARTEFACTS.parent / f".chromium-profile-{os.getpid()}"
     if net_log is not None:
         args = (f"--log-net-log={net_log}", "--net-log-capture-mode=Default", *args)
-    try:
-        return subprocess.run(
-            [
-                binary,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-proxy-server",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        )
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    return run_chromium(*args, profile=ARTEFACTS.parent / f".chromium-profile-{os.getpid()}", timeout=timeout)
 
 
 def get_json(url: str, token: str | None = None) -> tuple[int, dict]:

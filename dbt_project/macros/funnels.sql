@@ -6,6 +6,12 @@
   as choosing among all the week's attempts, since each day's choice is that day's deepest and
   earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
 
+  `funnel_chosen_in_window(period)`: what the marts of `period` ('day' or 'week') summarise: the
+  chosen attempts (per day; per week as funnel_weekly_choices) of the entry days, or weeks, that
+  int_funnel_attempts recomputed in this run (window_period_bounds, macros/product.sql), all of them
+  when no window is set. The model declares its own dependency on `funnels`: the window, and with
+  it this ref, is known only when the model runs, not when dbt parses it.
+
   `funnel_summary(chosen, period)`: one row per period, funnel and declared step, from `chosen`
   (one row per user and period: period, funnel, depth, step_seconds, step_inclusion_rates,
   is_immature):
@@ -51,6 +57,39 @@
         where attempts.is_chosen and {{ where }}
     ) as ranked
     where ranked.week_rank = 1
+{%- endmacro %}
+
+{% macro funnel_chosen_in_window(period) -%}
+    {%- set bounds = window_period_bounds(period) %}
+    {%- if period == 'week' %}
+    {%- if bounds is none %}
+    {{ funnel_weekly_choices() }}
+    {%- else %}
+    {%- set earliest = bounds.lower - modules.datetime.timedelta(days=product_late_arrival_days() + 7) %}
+    {{ funnel_weekly_choices(
+        "attempts.entry_day >= '" ~ earliest.date().isoformat() ~ "'::date"
+        ~ " and attempts.entry_day < '" ~ bounds.upper.date().isoformat() ~ "'::date"
+        ~ " and date_trunc('week', attempts.entry_day::timestamp) in ("
+        ~ "select date_trunc('week', reopened.day::timestamp) from (" ~ funnel_reopened_days(ref('funnels')) ~ ") as reopened)"
+    ) }}
+    {%- endif %}
+    {%- else %}
+    select
+        entry_day as day,
+        funnel,
+        depth,
+        step_seconds,
+        step_inclusion_rates,
+        is_immature
+    from {{ ref('int_funnel_attempts') }}
+    where is_chosen
+    {%- if bounds is not none %}
+    {%- set earliest = bounds.lower - modules.datetime.timedelta(days=product_late_arrival_days() + 1) %}
+        and entry_day >= '{{ earliest.date().isoformat() }}'::date
+        and entry_day < '{{ bounds.upper.date().isoformat() }}'::date
+        and entry_day in ({{ funnel_reopened_days(ref('funnels')) }})
+    {%- endif %}
+    {%- endif %}
 {%- endmacro %}
 
 {% macro funnel_summary(chosen, period) -%}

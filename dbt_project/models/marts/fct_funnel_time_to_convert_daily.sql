@@ -11,23 +11,8 @@
 
 -- depends_on: {{ ref('funnels') }}
 
-{#- The entry days int_funnel_attempts recomputed in this run (macros/product.sql), as fct_funnel_daily. -#}
-{%- set bounds = window_period_bounds('day') %}
-
 with chosen as (
-    select
-        entry_day as day,
-        funnel,
-        depth,
-        step_seconds
-    from {{ ref('int_funnel_attempts') }}
-    where is_chosen
-    {%- if bounds is not none %}
-    {%- set earliest = bounds.lower - modules.datetime.timedelta(days=product_late_arrival_days() + 1) %}
-        and entry_day >= '{{ earliest.date().isoformat() }}'::date
-        and entry_day < '{{ bounds.upper.date().isoformat() }}'::date
-        and entry_day in ({{ funnel_reopened_days(ref('funnels')) }})
-    {%- endif %}
+    {{ funnel_chosen_in_window('day') }}
 ),
 
 summary as (

@@ -10,21 +10,8 @@
 {%- do ref('stg_product__event_arrivals') %}
 {%- do ref('funnels') %}
 
-{#- The weeks of the entry days int_funnel_attempts recomputed in this run (macros/product.sql). -#}
-{%- set bounds = window_period_bounds('week') %}
-
 with chosen as (
-    {%- if bounds is none %}
-    {{ funnel_weekly_choices() }}
-    {%- else %}
-    {%- set earliest = bounds.lower - modules.datetime.timedelta(days=product_late_arrival_days() + 7) %}
-    {{ funnel_weekly_choices(
-        "attempts.entry_day >= '" ~ earliest.date().isoformat() ~ "'::date"
-        ~ " and attempts.entry_day < '" ~ bounds.upper.date().isoformat() ~ "'::date"
-        ~ " and date_trunc('week', attempts.entry_day::timestamp) in ("
-        ~ "select date_trunc('week', reopened.day::timestamp) from (" ~ funnel_reopened_days(ref('funnels')) ~ ") as reopened)"
-    ) }}
-    {%- endif %}
+    {{ funnel_chosen_in_window('week') }}
 ),
 
 summary as (

@@ -178,6 +178,10 @@ def _fixed(query: q.Query) -> Callable[[Filters], q.Query]:
     return lambda _filters: query
 
 
+def _funnel_by_grain(filters: Filters) -> q.Query:
+    return q.FUNNEL_WEEKLY if filters.grain == "week" else q.FUNNEL_DAILY
+
+
 DASHBOARDS: tuple[Dashboard, ...] = (
     Dashboard(
         "day-log",
@@ -247,14 +251,14 @@ DASHBOARDS: tuple[Dashboard, ...] = (
             Chart(
                 "steps",
                 "Steps of the last entry period",
-                lambda f: q.FUNNEL_WEEKLY if f.grain == "week" else q.FUNNEL_DAILY,
+                _funnel_by_grain,
                 figures.funnel_steps_figure,
                 "Immature: the attempt stopped while its window was still open; not drop-off yet.",
             ),
             Chart(
                 "conversion",
                 "Conversion from the first step per entry period",
-                lambda f: q.FUNNEL_WEEKLY if f.grain == "week" else q.FUNNEL_DAILY,
+                _funnel_by_grain,
                 figures.funnel_conversion_figure,
             ),
         ),

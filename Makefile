@@ -63,7 +63,7 @@ TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: $(STAMP) browser promtool  ## run the whole test suite against real PostgreSQL, gRPC, dbt, Airflow and GX
-	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Quick feedback while working: everything but the Airflow end-to-end runs and the long suites (fault, load, fuzz,
 # and the tests marked slow), with the fuzzers on few examples; `make test` runs them all.

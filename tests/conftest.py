@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,13 +37,23 @@ os.environ.setdefault("TELEMETRY_HTTP_LISTEN", "127.0.0.1:0")
 pytest_plugins = ["tests.support.receivers", "tests.support.landed_week"]
 
 
+# End-to-end modules that share a session fixture run as one unit, so that it is made once: the backfill modules
+# share the landed week they backfill, the run and kill modules the small landed period.
+E2E_UNITS = {
+    "test_airflow_backfill.py": "e2e-backfill-week",
+    "test_celery_backfill.py": "e2e-backfill-week",
+    "test_airflow_runs.py": "e2e-landed-week",
+    "test_task_kill.py": "e2e-landed-week",
+}
+
+
 def _work_unit(item: pytest.Item) -> str:
-    """What one xdist worker runs as a whole: the end-to-end modules together (they share a landed week and its
-    expected marts), the dbt modules on the session's built warehouse together (one dbt build of everything,
-    not one per worker), every other module by itself (its module fixtures are made once)."""
+    """What one xdist worker runs as a whole: the end-to-end modules by the session fixture they share, the dbt
+    modules on the session's built warehouse together (one dbt build of everything, not one per worker), every
+    other module by itself (its module fixtures are made once)."""
     path = Path(str(item.path)).relative_to(REPO_ROOT / "tests")
     if path.parts[0] == "e2e":
-        return "e2e"
+        return E2E_UNITS.get(path.name, path.as_posix())
     if path.parts[0] == "dbt" and "warehouse" in item.fixturenames:
         return "dbt-warehouse"
     return path.as_posix()
@@ -54,7 +63,7 @@ def _start_rank(item: pytest.Item) -> int:
     """Longest work first, so that no long unit starts last: the Airflow end-to-end runs, the dbt warehouse, the
     fault, load, fuzz and slow modules, then the rest."""
     unit = _work_unit(item)
-    if unit == "e2e":
+    if unit.startswith("e2e"):
         return 0
     if unit == "dbt-warehouse":
         return 1
@@ -110,9 +119,16 @@ def template_url(pg_server: local_postgres.PostgresServer) -> Iterator[str]:
 
 @pytest.fixture
 def warehouse_url(pg_server: local_postgres.PostgresServer, template_url: str) -> Iterator[str]:
-    """A fresh, migrated warehouse database with partitions from the retention back to 3 days ahead."""
-    name = f"telemetry_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = local_postgres.create_database(pg_server.url, name, template=local_postgres.database_name(template_url))
+    """A fresh, migrated warehouse database with partitions from the retention back to 3 days ahead.
+
+    Each test's is a new copy of the template under the same name (one per process): dbt keys its saved parse of
+    the project on the database it connects to, and a new name would make every test that runs dbt parse the
+    whole project again (5 to 30 s on two cores).
+    """
+    name = f"telemetry_test_{os.getpid()}"
+    url = local_postgres.create_database(
+        pg_server.url, name, template=local_postgres.database_name(template_url), drop=True
+    )
     yield url
     local_postgres.drop_database(pg_server.url, name)
 

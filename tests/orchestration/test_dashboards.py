@@ -45,7 +45,6 @@ from collectors.dev.simulator.config import SimulationConfig
 from collectors.orchestration import dbt_runner as dbt
 from collectors.orchestration.dashboard_figures import NOT_YET_KNOWN, thresholds
 from collectors.orchestration.dashboards import DASHBOARDS, create_app
-from tests.dbt.test_server_metrics import variant
 from tests.support.pages import (
     TestClient,
     airflow_metadata,
@@ -54,6 +53,7 @@ from tests.support.pages import (
     refusing_client,
     run_chromium,
 )
+from tests.support.server_reports import variant
 from tests.support.simulated import land_simulation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

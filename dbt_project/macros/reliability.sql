@@ -84,8 +84,8 @@
 {#- the look-ahead rows read from raw give presence only; the windows end at window_upper -#}
 {%- set window_upper = none if bounds is none else timestamp_literal(bounds.upper) %}
 
--- not materialized: each pass below scans the (pruned) partitions itself, which is cheaper than
--- writing a million rows to a tuplestore and reading them back
+-- not materialized: each aggregate below scans the (pruned) partitions itself, which is cheaper
+-- than writing a million rows to a tuplestore and reading them back
 with samples as not materialized (
     select
         channel_id,
@@ -100,40 +100,66 @@ with samples as not materialized (
     {%- endif %}
 ),
 
--- The one pass over the samples read: a hash aggregate with two grouping sets, per sending hour
--- (or period, above), channel and receiver (the presence rows and sample counts) and per window,
--- channel and message id (its copies, and whether they carry different sent_at values, the only
--- way one receiver can hold a message twice under raw's unique key). The look-ahead's message
--- ids are folded into one null key: they only say who was heard.
+-- The samples read are aggregated twice, each a hash aggregate over a scan of its own: per
+-- sending hour (or period, above), channel and receiver, the presence rows and sample counts; per
+-- window, channel and message id, its copies and whether they carry different sent_at values,
+-- the only way one receiver can hold a message twice under raw's unique key (the look-ahead's
+-- messages are not read: they only say who was heard). One union of both lets PostgreSQL run
+-- them side by side (a parallel append), and two scans cost less than one aggregate with both
+-- grouping sets, which evaluates every aggregate for both.
 sample_groups as (
     select
-        grouping(receiver_public_key) as by_message,
+        false as by_message,
         {{ utc_period_start('sent_at', presence_grain) }} as sent_hour,
-        {{ utc_period_start('sent_at', grain) }} as window_start,
         channel_id,
         receiver_public_key,
-        {%- if bounds is none %}
-        message_id,
-        {%- else %}
-        case when sent_at < {{ window_upper }} then message_id end as message_id,
-        {%- endif %}
+        null::text as message_id,
         count(*) as copies,
         min(recorded_at) as first_recorded_at,
         max(recorded_at) as last_recorded_at,
+        null::boolean as sent_apart
+    from samples
+    group by 2, 3, 4
+    union all
+    select
+        true as by_message,
+        {{ utc_period_start('sent_at', grain) }} as sent_hour,
+        channel_id,
+        null::text as receiver_public_key,
+        message_id,
+        count(*) as copies,
+        null::timestamptz as first_recorded_at,
+        null::timestamptz as last_recorded_at,
         min(sent_at) < max(sent_at) as sent_apart
     from samples
-    group by grouping sets (
-        ({{ utc_period_start('sent_at', presence_grain) }}, channel_id, receiver_public_key),
-        (
-            {{ utc_period_start('sent_at', grain) }},
-            channel_id,
-            {%- if bounds is none %}
-            message_id
-            {%- else %}
-            case when sent_at < {{ window_upper }} then message_id end
-            {%- endif %}
-        )
-    )
+    {%- if bounds is not none %}
+    where sent_at < {{ window_upper }}
+    {%- endif %}
+    group by 2, 3, 5
+),
+
+read_groups as (
+    select
+        sent_hour,
+        channel_id,
+        receiver_public_key,
+        copies as samples,
+        first_recorded_at,
+        last_recorded_at
+    from sample_groups
+    where not by_message
+),
+
+-- one row per window, channel and message id
+window_messages as (
+    select
+        sent_hour as window_start,
+        channel_id,
+        message_id,
+        copies,
+        sent_apart
+    from sample_groups
+    where by_message
 ),
 
 -- presence of the hours read from raw above
@@ -144,8 +170,7 @@ read_presence as (
         receiver_public_key,
         first_recorded_at,
         last_recorded_at
-    from sample_groups
-    where by_message = 0
+    from read_groups
 ),
 
 -- the windows to compute: the periods of the run window, or of all the data on a full refresh
@@ -355,21 +380,6 @@ counted_receivers as (
         and windows.window_start <= counted_spans.last_window
 ),
 
--- one row per window, channel and message id, with its copies
-window_messages as (
-    select
-        window_start,
-        channel_id,
-        message_id,
-        copies,
-        sent_apart
-    from sample_groups
-    where by_message = 1
-        {%- if bounds is not none %}
-        and message_id is not null
-        {%- endif %}
-),
-
 -- the message ids some receiver may hold twice (duplicate samples of one delivery under another
 -- sent_at are one delivery): almost always none, and then the join below skips its scan
 apart_messages as (
@@ -418,12 +428,11 @@ receiver_window_counts as (
             {{ utc_period_start('sent_hour', grain) }} as window_start,
             channel_id,
             receiver_public_key,
-            sum(copies)::bigint as samples
-        from sample_groups
-        where by_message = 0
-            {%- if bounds is not none %}
-            and sent_hour < {{ window_upper }}
-            {%- endif %}
+            sum(samples)::bigint as samples
+        from read_groups
+        {%- if bounds is not none %}
+        where sent_hour < {{ window_upper }}
+        {%- endif %}
         group by 1, 2, 3
     ) as hours
     left join repeated_copies

@@ -409,6 +409,9 @@ repeated_copies as (
             on apart_messages.window_start = {{ utc_period_start('samples.sent_at', grain) }}
             and apart_messages.channel_id = samples.channel_id
             and apart_messages.message_id = samples.message_id
+        {%- if bounds is not none %}
+        where samples.sent_at < {{ window_upper }}
+        {%- endif %}
         group by apart_messages.window_start, samples.channel_id, samples.receiver_public_key, samples.message_id
         having count(*) > 1
     ) as held_twice
@@ -418,11 +421,11 @@ repeated_copies as (
 -- per window, channel and receiver: its samples and its distinct message ids
 receiver_window_counts as (
     select
-        hours.window_start,
-        hours.channel_id,
-        hours.receiver_public_key,
-        hours.samples - coalesce(max(repeated_copies.repeats), 0) as messages,
-        hours.samples
+        seen.window_start,
+        seen.channel_id,
+        seen.receiver_public_key,
+        seen.samples - coalesce(max(repeated_copies.repeats), 0) as messages,
+        seen.samples
     from (
         select
             {{ utc_period_start('sent_hour', grain) }} as window_start,
@@ -434,12 +437,12 @@ receiver_window_counts as (
         where sent_hour < {{ window_upper }}
         {%- endif %}
         group by 1, 2, 3
-    ) as hours
+    ) as seen
     left join repeated_copies
-        on repeated_copies.window_start = hours.window_start
-        and repeated_copies.channel_id = hours.channel_id
-        and repeated_copies.receiver_public_key = hours.receiver_public_key
-    group by hours.window_start, hours.channel_id, hours.receiver_public_key, hours.samples
+        on repeated_copies.window_start = seen.window_start
+        and repeated_copies.channel_id = seen.channel_id
+        and repeated_copies.receiver_public_key = seen.receiver_public_key
+    group by seen.window_start, seen.channel_id, seen.receiver_public_key, seen.samples
 ),
 
 -- the receivers seen in a window that do not count there: usually few or none
@@ -468,6 +471,9 @@ uncounted_copies as (
         on uncounted_receivers.window_start = {{ utc_period_start('samples.sent_at', grain) }}
         and uncounted_receivers.channel_id = samples.channel_id
         and uncounted_receivers.receiver_public_key = samples.receiver_public_key
+    {%- if bounds is not none %}
+    where samples.sent_at < {{ window_upper }}
+    {%- endif %}
     group by uncounted_receivers.window_start, samples.channel_id, samples.message_id
 ),
 

@@ -55,7 +55,7 @@
 {#- Per sending hour, channel and receiver: the first and the last recording of `samples`. -#}
 {% macro message_presence_by_hour(samples) -%}
     select
-        {{ period_start('sent_at', 'hour') }} as sent_hour,
+        {{ utc_period_start('sent_at', 'hour') }} as sent_hour,
         channel_id,
         receiver_public_key,
         min(recorded_at) as first_recorded_at,
@@ -73,8 +73,20 @@
 {#- a window S reads the samples sent in [S - lookback, S + reach) -#}
 {%- set lookback = hours_interval(lookback_hours) -%}
 {%- set reach = hours_interval(period_hours * (1 + ahead_windows)) -%}
+{#- The presence rows read from raw are per sending hour, or per period when the look-back is whole
+    periods: every hour h of a period p then gives the same window range (h - reach, h + lookback]
+    cut to the grid, the range of p itself, and the spans below depend on the recordings only
+    through min and max, so one row per period gives the same union of spans as its hours (a day
+    costs one row per receiver, not 24). A full refresh keeps hours: it matches them against the
+    summary's. -#}
+{%- set presence_grain = grain if bounds is not none and lookback_hours % period_hours == 0 else 'hour' -%}
 
-with samples as (
+{#- the look-ahead rows read from raw give presence only; the windows end at window_upper -#}
+{%- set window_upper = none if bounds is none else timestamp_literal(bounds.upper) %}
+
+-- not materialized: each aggregate below scans the (pruned) partitions itself, which is cheaper
+-- than writing a million rows to a tuplestore and reading them back
+with samples as not materialized (
     select
         channel_id,
         message_id,
@@ -88,20 +100,88 @@ with samples as (
     {%- endif %}
 ),
 
-bucketed as (
+-- The samples read are aggregated twice, each a hash aggregate over a scan of its own: per
+-- sending hour (or period, above), channel and receiver, the presence rows and sample counts; per
+-- window, channel and message id, its copies and whether they carry different sent_at values,
+-- the only way one receiver can hold a message twice under raw's unique key (the look-ahead's
+-- messages are not read: they only say who was heard). One union of both lets PostgreSQL run
+-- them side by side (a parallel append), and two scans cost less than one aggregate with both
+-- grouping sets, which evaluates every aggregate for both.
+sample_groups as (
     select
-        {{ period_start('sent_at', grain) }} as bucket_start,
+        false as by_message,
+        {{ utc_period_start('sent_at', presence_grain) }} as sent_hour,
+        channel_id,
+        receiver_public_key,
+        null::text as message_id,
+        count(*) as copies,
+        min(recorded_at) as first_recorded_at,
+        max(recorded_at) as last_recorded_at,
+        null::boolean as sent_apart
+    from samples
+    group by 2, 3, 4
+    union all
+    select
+        true as by_message,
+        {{ utc_period_start('sent_at', grain) }} as sent_hour,
+        channel_id,
+        null::text as receiver_public_key,
+        message_id,
+        count(*) as copies,
+        null::timestamptz as first_recorded_at,
+        null::timestamptz as last_recorded_at,
+        min(sent_at) < max(sent_at) as sent_apart
+    from samples
+    {%- if bounds is not none %}
+    where sent_at < {{ window_upper }}
+    {%- endif %}
+    group by 2, 3, 5
+),
+
+read_groups as (
+    select
+        sent_hour,
+        channel_id,
+        receiver_public_key,
+        copies as samples,
+        first_recorded_at,
+        last_recorded_at
+    from sample_groups
+    where not by_message
+),
+
+-- one row per window, channel and message id
+window_messages as (
+    select
+        sent_hour as window_start,
         channel_id,
         message_id,
-        receiver_public_key
-    from samples
+        copies,
+        sent_apart
+    from sample_groups
+    where by_message
+),
+
+-- presence of the hours read from raw above
+read_presence as (
+    select
+        sent_hour,
+        channel_id,
+        receiver_public_key,
+        first_recorded_at,
+        last_recorded_at
+    from read_groups
 ),
 
 -- the windows to compute: the periods of the run window, or of all the data on a full refresh
 windows as (
     {%- if bounds is none %}
-    select generate_series(min(bucket_start), max(bucket_start), {{ period }}) as window_start
-    from bucketed
+    select generate_series(
+        min({{ utc_period_start('sent_hour', grain) }}),
+        max({{ utc_period_start('sent_hour', grain) }}),
+        {{ period }}
+    ) as window_start
+    from read_presence
     {%- else %}
     select generate_series(
         {{ timestamp_literal(bounds.lower) }},
@@ -109,11 +189,6 @@ windows as (
         {{ period }}
     ) as window_start
     {%- endif %}
-),
-
--- presence of the hours read from raw above
-read_presence as (
-    {{ message_presence_by_hour('samples') }}
 ),
 
 {%- if bounds is none %}
@@ -170,16 +245,16 @@ row_spans as (
         channel_id,
         receiver_public_key,
         'before' as side,
-        {{ period_start('greatest(sent_hour - ' ~ reach ~ ', first_recorded_at)', grain) }} + {{ period }} as first_window,
-        {{ period_start('sent_hour + ' ~ lookback, grain) }} as last_window
+        {{ utc_period_start('greatest(sent_hour - ' ~ reach ~ ', first_recorded_at)', grain) }} + {{ period }} as first_window,
+        {{ utc_period_start('sent_hour + ' ~ lookback, grain) }} as last_window
     from {{ row_source }}
     union all
     select
         channel_id,
         receiver_public_key,
         'after' as side,
-        {{ period_start('sent_hour - ' ~ reach, grain) }} + {{ period }} as first_window,
-        {{ period_start('least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ ')', grain) }} as last_window
+        {{ utc_period_start('sent_hour - ' ~ reach, grain) }} + {{ period }} as first_window,
+        {{ utc_period_start('least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ ')', grain) }} as last_window
     from {{ row_source }}
 ),
 
@@ -199,9 +274,9 @@ stored_ends as (
     select
         channel_id,
         receiver_public_key,
-        {{ period_start('max(sent_hour) filter (where first_recorded_at < ' ~ first_window ~ ') + ' ~ lookback, grain) }}
+        {{ utc_period_start('max(sent_hour) filter (where first_recorded_at < ' ~ first_window ~ ') + ' ~ lookback, grain) }}
             as before_until,
-        {{ period_start('max(least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ '))', grain) }}
+        {{ utc_period_start('max(least(sent_hour + ' ~ lookback ~ ', last_recorded_at - ' ~ period ~ '))', grain) }}
             as after_until
     from stored_presence
     group by channel_id, receiver_public_key
@@ -224,8 +299,8 @@ stored_spans as (
         channel_id,
         receiver_public_key,
         'before' as side,
-        {{ period_start('first_recorded_at', grain) }} + {{ period }} as first_window,
-        {{ period_start('sent_hour + ' ~ lookback, grain) }} as last_window
+        {{ utc_period_start('first_recorded_at', grain) }} + {{ period }} as first_window,
+        {{ utc_period_start('sent_hour + ' ~ lookback, grain) }} as last_window
     from stored_presence
     where first_recorded_at >= {{ first_window }}
 ),
@@ -305,48 +380,117 @@ counted_receivers as (
         and windows.window_start <= counted_spans.last_window
 ),
 
--- one row per window, channel, receiver and message id (duplicate samples of one delivery, say
--- under another sent_at, are one delivery), with the samples behind it; on a full refresh every
--- bucket is a window
-window_messages as (
+-- the message ids some receiver may hold twice (duplicate samples of one delivery under another
+-- sent_at are one delivery): almost always none, and then the join below skips its scan
+apart_messages as (
     select
-        bucketed.bucket_start as window_start,
-        bucketed.channel_id,
-        bucketed.receiver_public_key,
-        bucketed.message_id,
-        count(*) as copies
-    from bucketed
-    {%- if bounds is not none %}
-    -- the windows are the buckets before the look-ahead
-    where bucketed.bucket_start < {{ timestamp_literal(bounds.upper) }}
-    {%- endif %}
-    group by bucketed.bucket_start, bucketed.channel_id, bucketed.receiver_public_key, bucketed.message_id
+        window_start,
+        channel_id,
+        message_id
+    from window_messages
+    where sent_apart
 ),
 
-receiver_window_counts as (
+repeated_copies as (
     select
         window_start,
         channel_id,
         receiver_public_key,
-        count(*) as messages,
-        sum(copies) as samples
-    from window_messages
+        sum(copies - 1)::bigint as repeats
+    from (
+        select
+            apart_messages.window_start,
+            samples.channel_id,
+            samples.receiver_public_key,
+            samples.message_id,
+            count(*) as copies
+        from samples
+        inner join apart_messages
+            on apart_messages.window_start = {{ utc_period_start('samples.sent_at', grain) }}
+            and apart_messages.channel_id = samples.channel_id
+            and apart_messages.message_id = samples.message_id
+        {%- if bounds is not none %}
+        where samples.sent_at < {{ window_upper }}
+        {%- endif %}
+        group by apart_messages.window_start, samples.channel_id, samples.receiver_public_key, samples.message_id
+        having count(*) > 1
+    ) as held_twice
     group by window_start, channel_id, receiver_public_key
 ),
 
--- M_c: the distinct message ids counted receivers saw, by hashing (window, channel, message)
--- rather than sorting every delivery for a count(distinct)
-counted_messages as (
+-- per window, channel and receiver: its samples and its distinct message ids
+receiver_window_counts as (
+    select
+        seen.window_start,
+        seen.channel_id,
+        seen.receiver_public_key,
+        seen.samples - coalesce(max(repeated_copies.repeats), 0) as messages,
+        seen.samples
+    from (
+        select
+            {{ utc_period_start('sent_hour', grain) }} as window_start,
+            channel_id,
+            receiver_public_key,
+            sum(samples)::bigint as samples
+        from read_groups
+        {%- if bounds is not none %}
+        where sent_hour < {{ window_upper }}
+        {%- endif %}
+        group by 1, 2, 3
+    ) as seen
+    left join repeated_copies
+        on repeated_copies.window_start = seen.window_start
+        and repeated_copies.channel_id = seen.channel_id
+        and repeated_copies.receiver_public_key = seen.receiver_public_key
+    group by seen.window_start, seen.channel_id, seen.receiver_public_key, seen.samples
+),
+
+-- the receivers seen in a window that do not count there: usually few or none
+uncounted_receivers as (
+    select
+        receiver_window_counts.window_start,
+        receiver_window_counts.channel_id,
+        receiver_window_counts.receiver_public_key
+    from receiver_window_counts
+    left join counted_receivers
+        on counted_receivers.window_start = receiver_window_counts.window_start
+        and counted_receivers.channel_id = receiver_window_counts.channel_id
+        and counted_receivers.receiver_public_key = receiver_window_counts.receiver_public_key
+    where counted_receivers.receiver_public_key is null
+),
+
+-- their copies of each message id; the scan is skipped when every receiver seen counts
+uncounted_copies as (
+    select
+        uncounted_receivers.window_start,
+        samples.channel_id,
+        samples.message_id,
+        count(*) as copies
+    from samples
+    inner join uncounted_receivers
+        on uncounted_receivers.window_start = {{ utc_period_start('samples.sent_at', grain) }}
+        and uncounted_receivers.channel_id = samples.channel_id
+        and uncounted_receivers.receiver_public_key = samples.receiver_public_key
+    {%- if bounds is not none %}
+    where samples.sent_at < {{ window_upper }}
+    {%- endif %}
+    group by uncounted_receivers.window_start, samples.channel_id, samples.message_id
+),
+
+-- M_c: the message ids with a copy at a counted receiver, i.e. more copies than the uncounted
+-- receivers hold
+message_counts as (
     select
         window_messages.window_start,
         window_messages.channel_id,
-        window_messages.message_id
+        count(*) as messages
     from window_messages
-    inner join counted_receivers
-        on counted_receivers.window_start = window_messages.window_start
-        and counted_receivers.channel_id = window_messages.channel_id
-        and counted_receivers.receiver_public_key = window_messages.receiver_public_key
-    group by window_messages.window_start, window_messages.channel_id, window_messages.message_id
+    left join uncounted_copies
+        on uncounted_copies.window_start = window_messages.window_start
+        and uncounted_copies.channel_id = window_messages.channel_id
+        and uncounted_copies.message_id = window_messages.message_id
+    where window_messages.copies > coalesce(uncounted_copies.copies, 0)
+    group by window_messages.window_start, window_messages.channel_id
 ),
 
 -- the distinct (receiver, message) deliveries of counted receivers: the sum of their
@@ -371,14 +515,7 @@ delivery_counts as (
         message_counts.messages,
         delivered_counts.delivered
     from delivered_counts
-    inner join (
-        select
-            window_start,
-            channel_id,
-            count(*) as messages
-        from counted_messages
-        group by window_start, channel_id
-    ) as message_counts
+    inner join message_counts
         on message_counts.window_start = delivered_counts.window_start
         and message_counts.channel_id = delivered_counts.channel_id
 ),
@@ -412,7 +549,7 @@ receivers_after_end as (
     from {{ row_source }} as presence
     cross join generate_series(0, {{ ahead_windows }}) as offsets (periods)
     inner join windows
-        on windows.window_start = {{ period_start('presence.sent_hour', grain) }} - offsets.periods * {{ period }}
+        on windows.window_start = {{ utc_period_start('presence.sent_hour', grain) }} - offsets.periods * {{ period }}
     group by windows.window_start, presence.receiver_public_key
     having max(presence.last_recorded_at) >= windows.window_start + {{ period }}
 ),

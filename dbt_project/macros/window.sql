@@ -132,6 +132,13 @@
     date_trunc('{{ grain }}', {{ expression }}, 'UTC')
 {%- endmacro %}
 
+{#- The same value by arithmetic: bins of the grain's fixed length from a Monday midnight UTC are the UTC
+    hours, days and weeks, and date_bin costs a fraction of date_trunc with a time zone, which converts
+    every value (about a second per million samples). For expressions evaluated once per raw row. -#}
+{% macro utc_period_start(expression, grain) -%}
+    date_bin({{ grain_interval(grain) }}, {{ expression }}, '2000-01-03 00:00:00+00'::timestamptz)
+{%- endmacro %}
+
 {#- The UTC calendar date of a timestamptz expression. -#}
 {% macro utc_date(expression) -%}
     ({{ expression }} at time zone 'UTC')::date

@@ -2,11 +2,13 @@
 range in one run.
 
 A small seeded population is simulated over the past ``DAYS`` UTC days and sent through a real receiver. dbt
-builds the hourly marts of every day but the last in one run, as a backfill would, and the last day's hour by
-hour, as the schedule does; then ``tag:daily`` for each day. The marts are read back, the whole range is rebuilt
-in one run (``delete+insert`` of the range's window), and every hourly and daily mart must hold exactly the same
-rows. Each dbt build costs 2 to 6 s on two cores, so the suite runs two days (28 builds);
-``TELEMETRY_EQUIVALENCE_DAYS=7`` runs the whole week.
+builds the hourly marts the three ways Airflow does: the hours around the last midnight one run per hour, as the
+schedule does (reliability's look-back and look-ahead then cross runs and the day boundary), the hours before
+them in one run, as a backfill would, and the hours after them in one run, as a catch-up after an outage; then
+``tag:daily`` for each day. The marts are read back, the whole range is rebuilt in one run (``delete+insert`` of
+the range's window), and every hourly and daily mart must hold exactly the same rows. Each dbt build costs 2 to
+6 s on two cores, so the suite runs two days with 8 hourly runs (13 builds); ``TELEMETRY_EQUIVALENCE_DAYS=7``
+runs the whole week.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, 
 END = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
 DAYS = int(os.environ.get("TELEMETRY_EQUIVALENCE_DAYS", "2"))
 START = END - dt.timedelta(days=DAYS)
+HOUR = dt.timedelta(hours=1)
+HOURS_AROUND_MIDNIGHT = 4 * HOUR  # built one run per hour on each side of the last midnight
 CONFIG = SimulationConfig(
     start=START,
     end=END,
@@ -63,13 +67,13 @@ def test_days_built_hour_by_hour_and_day_by_day_equal_one_run(week_url: str, tmp
         landed = conn.execute("select count(*) from raw.message_samples").fetchone()[0]
     assert landed > 5_000  # a real week of data, not an empty build
 
-    last_day = END - dt.timedelta(days=1)
-    if DAYS > 1:  # the days before the last one as a backfill builds them, in one run
-        build("+tag:hourly", START, last_day)
-    build("+tag:hourly", last_day, last_day + dt.timedelta(hours=1))  # the first run also creates the staging views
-    for hour in range(1, 24):
-        begin = last_day + dt.timedelta(hours=hour)
-        build("tag:hourly", begin, begin + dt.timedelta(hours=1))
+    last_midnight = END - dt.timedelta(days=1)
+    by_hour = (max(START, last_midnight - HOURS_AROUND_MIDNIGHT), last_midnight + HOURS_AROUND_MIDNIGHT)
+    runs = [(START, by_hour[0])] if by_hour[0] > START else []  # a backfill's one run
+    runs += [(by_hour[0] + i * HOUR, by_hour[0] + (i + 1) * HOUR) for i in range((by_hour[1] - by_hour[0]) // HOUR)]
+    runs.append((by_hour[1], END))  # a catch-up's one run
+    for number, (begin, end) in enumerate(runs):
+        build("tag:hourly" if number else "+tag:hourly", begin, end)  # the first run also creates the staging views
     for day in range(DAYS):
         begin = START + dt.timedelta(days=day)
         build("+tag:daily", begin, begin + dt.timedelta(days=1))

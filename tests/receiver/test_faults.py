@@ -178,7 +178,11 @@ def test_postgres_restart_under_load(private_postgres: ScratchCluster, tmp_path:
         unavailable = metrics.BATCHES.labels("message_samples", "unavailable")
         refused_before = unavailable._value.get()
         private_postgres.pg_ctl("stop", "-m", "immediate")  # a crash: no checkpoint; recovery from the WAL
-        time.sleep(2)
+        # down until a sender has run out of attempts and spooled: a fixed pause is outlasted by the retries when
+        # the machine is quiet and PostgreSQL comes back fast
+        outage_ends = time.monotonic() + 60
+        while not any(s.spooled_batches for s in senders) and time.monotonic() < outage_ends:
+            time.sleep(0.2)
         private_postgres.pg_ctl("start")
         wait_for_acks(senders, before + 20 * 300, timeout=60)
         stop_and_drain(senders, stop)

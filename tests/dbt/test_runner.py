@@ -40,6 +40,17 @@ def test_another_window_does_not_make_dbt_parse_the_project_again(warehouse: Dbt
     assert f"'{later.isoformat()}'::timestamptz" in compiled
 
 
+def test_a_new_target_directory_starts_from_the_last_saved_parse(warehouse: DbtWarehouse) -> None:
+    """A fresh target directory (another cadence's, another test's) gets the saved parse of the same database and
+    vars, which dbt then uses as it is: it would write a new one had it parsed the project again."""
+    window = (DAY_START, DAY_START + dt.timedelta(days=1))
+    warehouse.build("fct_event_counts_daily", *window, name="parse-first", data_tests=False)
+    saved = (warehouse.target_root / "parse-first" / "partial_parse.msgpack").stat()
+    result = warehouse.build("fct_event_counts_daily", *window, name="parse-second", data_tests=False)
+    reused = (result.target_path / "partial_parse.msgpack").stat()
+    assert (reused.st_mtime_ns, reused.st_size) == (saved.st_mtime_ns, saved.st_size)
+
+
 def test_a_segment_length_that_does_not_divide_the_day_fails_loudly(warehouse: DbtWarehouse) -> None:
     before = warehouse.rows("select day_log::text from marts.fct_telemetry_day order by day")
     with pytest.raises(dbt.DbtBuildError) as failure:

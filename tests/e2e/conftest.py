@@ -73,7 +73,7 @@ class ModuleAirflow(LocalAirflow):
         parsed = dbt.invoke(args, database_url=self.warehouse_url, target_path=artefacts / "parse").target_path
         for cadence in CADENCES:
             (artefacts / cadence).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(parsed / "partial_parse.msgpack", artefacts / cadence / "partial_parse.msgpack")
+            shutil.copy2(parsed / dbt.PARTIAL_PARSE_FILE, artefacts / cadence / dbt.PARTIAL_PARSE_FILE)
 
 
 @contextmanager

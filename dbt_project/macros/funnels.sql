@@ -44,7 +44,8 @@
         ranked.matched_event_ids,
         ranked.step_seconds,
         ranked.step_inclusion_rates,
-        ranked.is_immature
+        ranked.is_immature,
+        ranked.breakdown_value
     from (
         select
             attempts.*,
@@ -80,7 +81,8 @@
         depth,
         step_seconds,
         step_inclusion_rates,
-        is_immature
+        is_immature,
+        breakdown_value
     from {{ ref('int_funnel_attempts') }}
     where is_chosen
     {%- if bounds is not none %}
@@ -92,7 +94,9 @@
     {%- endif %}
 {%- endmacro %}
 
-{% macro funnel_summary(chosen, period) -%}
+{% macro funnel_summary(chosen, period, breakdown=false) -%}
+{#- with `breakdown`, one row per breakdown value too, of the funnels that declare a breakdown -#}
+{%- set groups = period ~ ', funnel' ~ (', breakdown_value' if breakdown else '') -%}
 with steps as (
     select
         funnel,
@@ -106,6 +110,9 @@ per_step as (
     select
         chosen.{{ period }},
         chosen.funnel,
+        {%- if breakdown %}
+        chosen.breakdown_value,
+        {%- endif %}
         steps.step,
         steps.channel,
         steps.event,
@@ -123,7 +130,10 @@ per_step as (
             filter (where chosen.depth >= steps.step) as p90_seconds_to_step
     from {{ chosen }} as chosen
     inner join steps on steps.funnel = chosen.funnel
-    group by chosen.{{ period }}, chosen.funnel, steps.step, steps.channel, steps.event
+    {%- if breakdown %}
+    where chosen.breakdown_value is not null
+    {%- endif %}
+    group by chosen.{{ period }}, chosen.funnel,{{ ' chosen.breakdown_value,' if breakdown }} steps.step, steps.channel, steps.event
 ),
 
 with_previous as (
@@ -132,15 +142,18 @@ with_previous as (
         first_value(users) over funnel_steps as entered,
         lag(users) over funnel_steps as previous_users,
         -- a step no sampled user reached: sampled or not is the question of the period's funnel
-        min(min_sample_rate) over (partition by {{ period }}, funnel) as funnel_min_sample_rate
+        min(min_sample_rate) over (partition by {{ groups }}) as funnel_min_sample_rate
     from per_step
-    window funnel_steps as (partition by {{ period }}, funnel order by step)
+    window funnel_steps as (partition by {{ groups }} order by step)
 ),
 
 final as (
     select
         {{ period }},
         funnel,
+        {%- if breakdown %}
+        breakdown_value,
+        {%- endif %}
         step,
         channel,
         event,

@@ -48,11 +48,16 @@
 
 with steps as (
     select
-        funnel,
-        step,
-        channel,
-        event
-    from {{ ref('funnel_steps') }}
+        steps.funnel,
+        steps.step,
+        steps.channel,
+        steps.event,
+        make_interval(secs => steps.min_seconds_from_previous) as min_gap,
+        make_interval(secs => steps.max_seconds_from_previous) as max_gap,
+        -- the entry event's payload path the funnel breaks down by (null: no breakdown)
+        case when steps.step = 1 then string_to_array(nullif(funnels.breakdown, ''), '.') end as breakdown_path
+    from {{ ref('funnel_steps') }} as steps
+    inner join {{ ref('funnels') }} as funnels on funnels.funnel = steps.funnel
 ),
 
 funnels as (
@@ -62,16 +67,33 @@ funnels as (
         funnels.strict_order,
         make_interval(mins => funnels.window_minutes) as window_length,
         step_counts.steps_total,
-        step_counts.repeats_kinds
+        step_counts.repeats_kinds,
+        step_counts.has_limits,
+        step_counts.min_gaps,
+        step_counts.max_gaps
     from {{ ref('funnels') }} as funnels
     inner join (
         select
             funnel,
             max(step) as steps_total,
-            count(*) > count(distinct (channel, event)) as repeats_kinds
+            count(*) > count(distinct (channel, event)) as repeats_kinds,
+            bool_or(min_gap is not null or max_gap is not null) as has_limits,
+            -- indexed by step; null where the step has no such limit
+            array_agg(min_gap order by step) as min_gaps,
+            array_agg(max_gap order by step) as max_gaps
         from steps
         group by funnel
     ) as step_counts on step_counts.funnel = funnels.funnel
+),
+
+exclusions as (
+    select
+        funnel,
+        after_step,
+        before_step,
+        channel,
+        event
+    from {{ ref('funnel_exclusions') }}
 ),
 
 {%- if bounds is not none %}
@@ -94,11 +116,31 @@ candidates as (
         arrivals.user_id,
         arrivals.occurred_at,
         arrivals.event_id,
-        arrivals.sample_rate
+        arrivals.sample_rate,
+        case
+            when steps.breakdown_path is not null then coalesce(arrivals.payload #>> steps.breakdown_path, '(none)')
+        end as breakdown_value
     from {{ arrivals }} as arrivals
     inner join steps
         on steps.channel = arrivals.channel
         and steps.event = arrivals.event
+    {%- if bounds is not none %}
+    where {{ funnel_read_filter('arrivals.occurred_at', read_from, window_from, read_to) }}
+    {%- endif %}
+),
+
+-- events of an exclusion's kind, once per exclusion of that kind
+exclusion_events as (
+    select
+        exclusions.funnel,
+        exclusions.after_step,
+        exclusions.before_step,
+        arrivals.user_id,
+        arrivals.occurred_at
+    from {{ arrivals }} as arrivals
+    inner join exclusions
+        on exclusions.channel = arrivals.channel
+        and exclusions.event = arrivals.event
     {%- if bounds is not none %}
     where {{ funnel_read_filter('arrivals.occurred_at', read_from, window_from, read_to) }}
     {%- endif %}
@@ -113,8 +155,9 @@ entries as (
         {{ utc_date('candidates.occurred_at') }} as entry_day,
         candidates.occurred_at + funnels.window_length as window_closes_at,
         funnels.strict_order,
-        funnels.repeats_kinds,
-        candidates.sample_rate as entry_sample_rate
+        funnels.repeats_kinds or funnels.has_limits as step_at_a_time,
+        candidates.sample_rate as entry_sample_rate,
+        candidates.breakdown_value
     from candidates
     inner join funnels on funnels.funnel = candidates.funnel
     where candidates.step = 1
@@ -123,7 +166,7 @@ entries as (
     {%- endif %}
 ),
 
--- ordered mode, funnels whose steps are distinct kinds (every declared funnel so far): an event fills at
+-- ordered mode, funnels whose steps are distinct kinds and that set no per-step limit: an event fills at
 -- most one step, so step k's match is "the earliest step-k event at or after step k-1's match" and
 -- depends on that match's timestamp alone. One pass over a user's candidates in reverse
 -- (timestamp, step, event_id) order gives every row the timestamp of the next event of each step at
@@ -148,7 +191,7 @@ chain_events as (
             or lead(candidates.occurred_at) over at_or_after is distinct from candidates.occurred_at as is_match
     from candidates
     inner join funnels on funnels.funnel = candidates.funnel
-    where not funnels.strict_order and not funnels.repeats_kinds
+    where not funnels.strict_order and not funnels.repeats_kinds and not funnels.has_limits
     window at_or_after as (
         partition by candidates.funnel, candidates.user_id
         order by candidates.occurred_at desc, candidates.step desc, candidates.event_id desc
@@ -191,7 +234,8 @@ chain_attempts as (
             {%- for k in range(2, max_steps + 1) %},
             trim_scale(extract(epoch from step_{{ k }}.occurred_at - entries.entry_at))
             {%- endfor %}
-        ], null) as step_seconds
+        ], null) as step_seconds,
+        entries.breakdown_value
     from chain_events as first_step
     inner join entries
         on entries.funnel = first_step.funnel
@@ -210,7 +254,9 @@ chain_attempts as (
     where first_step.step = 1
 ),
 
--- ordered mode, funnels that repeat a kind, one step at a time: the attempts that reached step k
+-- ordered mode, funnels that repeat a kind or set per-step limits, one step at a time: the attempts
+-- that reached step k. With a minimum gap, step k's match is no longer "the next step-k event at or
+-- after step k-1's", which the chain above relies on.
 reached_1 as (
     select
         funnel,
@@ -221,9 +267,10 @@ reached_1 as (
         array[entry_event_id] as event_ids,
         array[entry_at] as step_times,
         entry_at as last_at,
-        array[entry_sample_rate] as step_rates
+        array[entry_sample_rate] as step_rates,
+        breakdown_value
     from entries
-    where not strict_order and repeats_kinds
+    where not strict_order and step_at_a_time
 ),
 
 {%- for k in range(2, max_steps + 1) %}
@@ -238,13 +285,16 @@ reached_{{ k }} as (
         attempts.event_ids || candidates.event_id as event_ids,
         attempts.step_times || candidates.occurred_at as step_times,
         candidates.occurred_at as last_at,
-        attempts.step_rates || least(attempts.step_rates[{{ k - 1 }}], candidates.sample_rate) as step_rates
+        attempts.step_rates || least(attempts.step_rates[{{ k - 1 }}], candidates.sample_rate) as step_rates,
+        attempts.breakdown_value
     from reached_{{ k - 1 }} as attempts
+    inner join funnels on funnels.funnel = attempts.funnel
     inner join candidates
         on candidates.funnel = attempts.funnel
         and candidates.user_id = attempts.user_id
         and candidates.step = {{ k }}
-    where candidates.occurred_at >= attempts.last_at
+    where candidates.occurred_at >= attempts.last_at + coalesce(funnels.min_gaps[{{ k }}], interval '0')
+        and (funnels.max_gaps[{{ k }}] is null or candidates.occurred_at <= attempts.last_at + funnels.max_gaps[{{ k }}])
         and candidates.occurred_at <= attempts.window_closes_at
         and candidates.event_id <> all(attempts.event_ids)
     order by
@@ -268,7 +318,8 @@ ordered_attempts as (
             select trim_scale(extract(epoch from step_time - entry_at))
             from unnest(step_times) with ordinality as times (step_time, position)
             order by position
-        ) as step_seconds
+        ) as step_seconds,
+        breakdown_value
     from (
         {%- for k in range(1, max_steps + 1) %}
         select * from reached_{{ k }}
@@ -335,7 +386,9 @@ strict_step_columns as (
         funnel
         {%- for k in range(2, max_steps + 1) %},
         max(channel) filter (where step = {{ k }}) as channel_{{ k }},
-        max(event) filter (where step = {{ k }}) as event_{{ k }}
+        max(event) filter (where step = {{ k }}) as event_{{ k }},
+        max(min_gap) filter (where step = {{ k }}) as min_gap_{{ k }},
+        max(max_gap) filter (where step = {{ k }}) as max_gap_{{ k }}
         {%- endfor %}
     from steps
     group by funnel
@@ -349,6 +402,7 @@ strict_matched as (
         entries.entry_at,
         entries.window_closes_at,
         entries.entry_sample_rate,
+        entries.breakdown_value,
         {%- for j in range(1, max_steps) %}
         seq.next_event_id_{{ j }},
         seq.next_at_{{ j }},
@@ -356,10 +410,13 @@ strict_matched as (
         {%- endfor %}
         seq.next_event_id_{{ max_steps }},
         {%- for k in range(2, max_steps + 1) %}
+        {%- set previous_at = 'entries.entry_at' if k == 2 else 'seq.next_at_' ~ (k - 2) %}
         (
             seq.next_channel_{{ k - 1 }} = kinds.channel_{{ k }}
             and seq.next_event_{{ k - 1 }} = kinds.event_{{ k }}
             and seq.next_at_{{ k - 1 }} <= entries.window_closes_at
+            and seq.next_at_{{ k - 1 }} >= {{ previous_at }} + coalesce(kinds.min_gap_{{ k }}, interval '0')
+            and (kinds.max_gap_{{ k }} is null or seq.next_at_{{ k - 1 }} <= {{ previous_at }} + kinds.max_gap_{{ k }})
         ) as fits_{{ k }}{{ "," if not loop.last }}
         {%- endfor %}
     from entries
@@ -380,14 +437,16 @@ strict_attempts as (
         entry_at,
         event_ids,
         step_times,
-        -- stopped before the last step although another event followed the last matched one
+        -- stopped before the last step although another event followed the last matched one (with a
+        -- limit, possibly an event of the next step's kind outside it)
         depth < steps_total and next_after_last is not null as stopped_by_other_event,
         step_rates,
         array(
             select trim_scale(extract(epoch from step_time - entry_at))
             from unnest(step_times) with ordinality as times (step_time, position)
             order by position
-        ) as step_seconds
+        ) as step_seconds,
+        breakdown_value
     from (
         select
             strict_matched.*,
@@ -429,6 +488,26 @@ attempts as (
     select * from strict_attempts
 ),
 
+-- an exclusion event strictly between the attempt's match of after_step and its match of before_step,
+-- or the window's end when before_step was not matched; an attempt that never matched after_step
+-- has no such span
+excluded as (
+    select distinct
+        attempts.funnel,
+        attempts.user_id,
+        attempts.entry_at,
+        attempts.entry_event_id
+    from attempts
+    inner join funnels on funnels.funnel = attempts.funnel
+    inner join exclusion_events
+        on exclusion_events.funnel = attempts.funnel
+        and exclusion_events.user_id = attempts.user_id
+    where cardinality(attempts.step_times) >= exclusion_events.after_step
+        and exclusion_events.occurred_at > attempts.step_times[exclusion_events.after_step]
+        and exclusion_events.occurred_at
+            < coalesce(attempts.step_times[exclusion_events.before_step], attempts.entry_at + funnels.window_length)
+),
+
 data_end as (
     select
         {%- if bounds is none %}
@@ -436,6 +515,18 @@ data_end as (
         {%- else %}
         {{ product_data_end(read_from, bounds, modules.datetime.timedelta(minutes=max_window_minutes)) }} as latest_event_at
         {%- endif %}
+),
+
+flagged as (
+    select
+        attempts.*,
+        excluded.funnel is not null as is_excluded
+    from attempts
+    left join excluded
+        on excluded.funnel = attempts.funnel
+        and excluded.user_id = attempts.user_id
+        and excluded.entry_at = attempts.entry_at
+        and excluded.entry_event_id = attempts.entry_event_id
 ),
 
 final as (
@@ -455,14 +546,22 @@ final as (
         to_jsonb(attempts.step_rates) as step_inclusion_rates,
         attempts.entry_at + funnels.window_length as window_closes_at,
         attempts.stopped_by_other_event,
+        -- the next step can still come until the window closes or, sooner, until the next step's maximum gap
+        -- after the last match has passed (least ignores a null gap)
         cardinality(attempts.event_ids) < funnels.steps_total
             and not attempts.stopped_by_other_event
-            and attempts.entry_at + funnels.window_length > data_end.latest_event_at as is_immature,
-        row_number() over (
-            partition by attempts.funnel, attempts.user_id, {{ utc_date('attempts.entry_at') }}
+            and least(
+                attempts.entry_at + funnels.window_length,
+                attempts.step_times[cardinality(attempts.step_times)] + funnels.max_gaps[cardinality(attempts.event_ids) + 1]
+            ) > data_end.latest_event_at as is_immature,
+        attempts.is_excluded,
+        attempts.breakdown_value,
+        -- excluded attempts are dropped before the choice: they form their own partition, never chosen
+        not attempts.is_excluded and row_number() over (
+            partition by attempts.funnel, attempts.user_id, {{ utc_date('attempts.entry_at') }}, attempts.is_excluded
             order by cardinality(attempts.event_ids) desc, attempts.entry_at, attempts.entry_event_id
         ) = 1 as is_chosen
-    from attempts
+    from flagged as attempts
     inner join funnels on funnels.funnel = attempts.funnel
     cross join data_end
 )

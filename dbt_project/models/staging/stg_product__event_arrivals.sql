@@ -13,6 +13,7 @@ final as (
         event,
         user_id,
         "timestamp" as occurred_at,
+        payload,
         sample_rate,
         ingested_at
     from source

@@ -1,0 +1,26 @@
+{{
+    config(
+        unique_key='day',
+        tags=['daily'],
+    )
+}}
+
+{#- the window, and with it whether the macros below read late arrivals, is known only when the model runs,
+    not when dbt parses it: the dependency is declared here, outside any condition -#}
+{%- do ref('stg_product__event_arrivals') %}
+
+-- depends_on: {{ ref('funnels') }}
+
+-- the same chosen attempts as fct_funnel_daily, whose rows these sum to (data test
+-- funnel_breakdowns_sum_to_overall reads it after this model)
+-- depends_on: {{ ref('fct_funnel_daily') }}
+
+with chosen as (
+    {{ funnel_chosen_in_window('day') }}
+),
+
+summary as (
+    {{ funnel_summary('chosen', 'day', breakdown=true) }}
+)
+
+select * from summary

@@ -20,6 +20,10 @@
     conversion_from_previous  users / users at the previous step; 1 at step 1 (every entrant
                               reached it, as PostHog shows it)
   Conversions are exact (numeric division, never rounded): rounding is for display.
+  With `breakdown=true` (fct_funnel_breakdown_*), `chosen` also has breakdown_value: only the
+  funnels that declare a breakdown, one row per period, funnel, breakdown value and step, every
+  column computed within the value (so users, immature, drop_off and estimated_users sum over the
+  values to the overall row).
     immature                  chosen attempts that stopped at the previous step and whose
                               window is still open (not drop-off)
     drop_off                  users at the previous step - users - immature (null for step 1)

@@ -7,9 +7,13 @@ then builds three tables, timed, with the rules of ``fct_sessions``, ``int_funne
 * sessions: a user's events in (timestamp, event_id) order; a session starts after more than the
   inactivity limit, or at the first event ``max_hours`` or more after the session's first event;
 * attempts (ordered funnels whose steps are distinct kinds, which the bench checks): every step-1 event
-  is an entry; step k is the earliest step-k event, by (timestamp, event_id), at or after step k-1's,
-  within the window from the entry (an ASOF join per step); per funnel, user and entry day the
-  deepest attempt is chosen, the earliest entry (then event_id) on ties;
+  is an entry; step k is the earliest step-k event, by (timestamp, event_id), at or after step k-1's
+  plus the step's minimum gap (an ASOF join per step), kept when it is within the window from the entry
+  and within the step's maximum gap from step k-1's (the earliest event at or after the lower bound is
+  the only candidate: any later one is later still); an attempt is excluded when an exclusion's event
+  lies strictly between its after-step match and its before-step match (the window's end when that
+  step is unmatched); per funnel, user and entry day the deepest attempt not excluded is chosen, the
+  earliest entry (then event_id) on ties; a funnel's breakdown value is the entry payload's key path;
 * daily funnels: per entry day, funnel and step the users, conversions, drop-off, immature, median and
   p90 seconds to the step and the Horvitz-Thompson estimate, as the mart has them.
 """
@@ -17,14 +21,14 @@ then builds three tables, timed, with the rules of ``fct_sessions``, ``int_funne
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import psycopg
 
 EXPORT_SQL = (
-    "copy (select event_id, channel, event, (\"timestamp\" at time zone 'UTC') as ts, user_id, sample_rate"
+    "copy (select event_id, channel, event, (\"timestamp\" at time zone 'UTC') as ts, user_id, sample_rate, payload"
     " from raw.product_events) to stdout with (format csv)"
 )
 
@@ -34,18 +38,41 @@ class Funnel:
     name: str
     window_minutes: int
     steps: list[tuple[str, str]]  # (channel, event) of steps 1..n
+    # per step 1..n, the gap limits from the previous step's match in seconds (None: no limit)
+    min_seconds: list[int | None] = field(default_factory=list)
+    max_seconds: list[int | None] = field(default_factory=list)
+    exclusions: list[tuple[int, int, str, str]] = field(default_factory=list)  # after, before, channel, event
+    breakdown: str | None = None  # payload key path, dots between keys
 
 
 def read_funnels(conn: psycopg.Connection) -> list[Funnel]:
     """The seeds as dbt loaded them; only what this baseline implements (ordered, distinct step kinds)."""
     funnels = []
-    for name, window, strict in conn.execute("select funnel, window_minutes, strict_order from seeds.funnels"):
+    for name, window, strict, breakdown in conn.execute(
+        "select funnel, window_minutes, strict_order, nullif(breakdown, '') from seeds.funnels"
+    ):
         steps = conn.execute(
-            "select channel, event from seeds.funnel_steps where funnel = %s order by step", (name,)
+            "select channel, event, min_seconds_from_previous, max_seconds_from_previous"
+            " from seeds.funnel_steps where funnel = %s order by step",
+            (name,),
         ).fetchall()
-        if strict or len(set(steps)) != len(steps):
+        kinds = [(channel, event) for channel, event, _, _ in steps]
+        if strict or len(set(kinds)) != len(kinds):
             raise NotImplementedError(f"funnel {name}: the DuckDB baseline has ordered funnels of distinct kinds only")
-        funnels.append(Funnel(name, int(window), [tuple(s) for s in steps]))
+        exclusions = conn.execute(
+            "select after_step, before_step, channel, event from seeds.funnel_exclusions where funnel = %s", (name,)
+        ).fetchall()
+        funnels.append(
+            Funnel(
+                name,
+                int(window),
+                kinds,
+                [row[2] for row in steps],
+                [row[3] for row in steps],
+                [tuple(row) for row in exclusions],
+                breakdown,
+            )
+        )
     return funnels
 
 
@@ -59,15 +86,25 @@ def load(db: duckdb.DuckDBPyConnection, csv_path: Path, funnels: list[Funnel]) -
     db.execute(
         "create or replace table events as select * from read_csv(?, header = false, columns = {"
         "'event_id': 'varchar', 'channel': 'varchar', 'event': 'varchar', 'ts': 'timestamp',"
-        " 'user_id': 'varchar', 'sample_rate': 'double'})",
+        " 'user_id': 'varchar', 'sample_rate': 'double', 'payload': 'varchar'})",
         [str(csv_path)],
     )
-    db.execute("create or replace table funnels (funnel varchar, window_minutes integer)")
-    db.execute("create or replace table steps (funnel varchar, step integer, channel varchar, event varchar)")
+    db.execute("create or replace table funnels (funnel varchar, window_minutes integer, breakdown varchar)")
+    db.execute(
+        "create or replace table steps (funnel varchar, step integer, channel varchar, event varchar,"
+        " min_seconds integer, max_seconds integer)"
+    )
+    db.execute(
+        "create or replace table exclusions (funnel varchar, after_step integer, before_step integer,"
+        " channel varchar, event varchar)"
+    )
     for funnel in funnels:
-        db.execute("insert into funnels values (?, ?)", [funnel.name, funnel.window_minutes])
+        db.execute("insert into funnels values (?, ?, ?)", [funnel.name, funnel.window_minutes, funnel.breakdown])
         for step, (channel, event) in enumerate(funnel.steps, start=1):
-            db.execute("insert into steps values (?, ?, ?, ?)", [funnel.name, step, channel, event])
+            limits = (funnel.min_seconds[step - 1], funnel.max_seconds[step - 1]) if funnel.min_seconds else (None,) * 2
+            db.execute("insert into steps values (?, ?, ?, ?, ?, ?)", [funnel.name, step, channel, event, *limits])
+        for exclusion in funnel.exclusions:
+            db.execute("insert into exclusions values (?, ?, ?, ?, ?)", [funnel.name, *exclusion])
 
 
 def sessions_sql(gap_minutes: int, max_hours: int) -> str:
@@ -131,15 +168,34 @@ from sessions
 
 def attempts_sql(max_steps: int) -> str:
     steps = range(2, max_steps + 1)
+
+    def previous(k: int) -> str:
+        return "entries.entry_at" if k == 2 else f"s{k - 1}.ts"
+
     joins = "\n".join(
         f"""asof left join (select * from matches where step = {k}) as s{k}
     on s{k}.funnel = entries.funnel and s{k}.user_id = entries.user_id
-    and s{k}.ts >= {"entries.entry_at" if k == 2 else f"s{k - 1}.ts"}"""
+    and s{k}.ts >= {previous(k)} + entries.min_gap_{k}"""
         for k in steps
     )
-    fits = {k: " and ".join(f"s{j}.ts <= entries.closes_at" for j in range(2, k + 1)) for k in steps}
+    fits = {
+        k: " and ".join(
+            f"s{j}.ts <= entries.closes_at"
+            f" and (entries.max_gap_{j} is null or s{j}.ts <= {previous(j)} + entries.max_gap_{j})"
+            for j in range(2, k + 1)
+        )
+        for k in steps
+    }
+    gaps = ",\n        ".join(
+        f"coalesce(to_seconds(max(steps.min_seconds) filter (where steps.step = {k})), interval 0 second)"
+        f" as min_gap_{k},"
+        f" to_seconds(max(steps.max_seconds) filter (where steps.step = {k})) as max_gap_{k}"
+        for k in steps
+    )
+    next_gap = " ".join(f"when {k - 1} then max_gap_{k}" for k in steps)
     depth = " + ".join(["1"] + [f"case when coalesce({fits[k]}, false) then 1 else 0 end" for k in steps])
     ids = ", ".join(["entries.entry_event_id"] + [f"s{k}.event_id" for k in steps])
+    times = ", ".join(["entries.entry_at"] + [f"s{k}.ts" for k in steps])
     secs = ", ".join(["0.0"] + [f"epoch(s{k}.ts - entries.entry_at)" for k in steps])
     rates = ", ".join(
         ["entries.sample_rate"]
@@ -151,7 +207,8 @@ def attempts_sql(max_steps: int) -> str:
     return f"""
 create or replace table d_attempts as
 with candidates as (
-    select steps.funnel, steps.step, events.user_id, events.ts, events.event_id, events.sample_rate
+    select steps.funnel, steps.step, events.user_id, events.ts, events.event_id, events.sample_rate,
+        case when steps.step = 1 then events.payload end as payload
     from events join steps on steps.channel = events.channel and steps.event = events.event
 ),
 -- of one step's events at one timestamp the smallest event_id is the match
@@ -160,27 +217,59 @@ matches as (
     from candidates where step > 1
     group by funnel, user_id, step, ts
 ),
+gaps as (
+    select steps.funnel,
+        {gaps}
+    from steps
+    group by steps.funnel
+),
 entries as (
     select candidates.funnel, candidates.user_id, candidates.event_id as entry_event_id, candidates.ts as entry_at,
         candidates.sample_rate, candidates.ts + to_minutes(funnels.window_minutes) as closes_at,
-        (select count(*) from steps where steps.funnel = candidates.funnel) as steps_total
-    from candidates join funnels on funnels.funnel = candidates.funnel
+        (select count(*) from steps where steps.funnel = candidates.funnel) as steps_total,
+        case when funnels.breakdown is not null
+             then coalesce(json_extract_string(candidates.payload, '$.' || funnels.breakdown), '(none)') end
+            as breakdown_value,
+        gaps.* exclude (funnel)
+    from candidates
+    join funnels on funnels.funnel = candidates.funnel
+    join gaps on gaps.funnel = candidates.funnel
     where candidates.step = 1
 ),
 matched as (
     select entries.*, {depth} as depth,
-        [{ids}] as all_ids, [{secs}] as all_seconds, [{rates}] as all_rates
+        [{ids}] as all_ids, [{secs}] as all_seconds, [{rates}] as all_rates, [{times}] as all_times
     from entries
     {joins}
+),
+excluding as (
+    select exclusions.funnel, exclusions.after_step, exclusions.before_step, events.user_id, events.ts
+    from events join exclusions on exclusions.channel = events.channel and exclusions.event = events.event
+),
+flagged as (
+    select matched.*,
+        exists (
+            select 1 from excluding
+            where excluding.funnel = matched.funnel and excluding.user_id = matched.user_id
+                and matched.depth >= excluding.after_step
+                and excluding.ts > matched.all_times[excluding.after_step]
+                and excluding.ts < coalesce(
+                    case when matched.depth >= excluding.before_step then matched.all_times[excluding.before_step] end,
+                    matched.closes_at)
+        ) as is_excluded
+    from matched
 ),
 data_end as (select max(ts) as latest from events)
 select funnel, user_id, entry_event_id, entry_at, entry_at::date as entry_day, depth,
     all_ids[1:depth] as matched_event_ids, all_seconds[1:depth] as step_seconds,
     all_rates[1:depth] as step_inclusion_rates,
-    depth < steps_total and closes_at > (select latest from data_end) as is_immature,
-    row_number() over (partition by funnel, user_id, entry_at::date
+    depth < steps_total
+        and least(closes_at, all_times[depth] + case depth {next_gap} end) > (select latest from data_end)
+        as is_immature,
+    is_excluded, breakdown_value,
+    not is_excluded and row_number() over (partition by funnel, user_id, entry_at::date, is_excluded
                        order by depth desc, entry_at, entry_event_id) = 1 as is_chosen
-from matched
+from flagged
 """
 
 

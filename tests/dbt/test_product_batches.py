@@ -6,8 +6,10 @@ straddle midnight and the conversion window) is built once with ``--full-refresh
 the same events the way Airflow meets them: each event arrives on its own day or a day late (a late
 arrival), each day's arrivals land in a random order as one batch stamped with that day's ingest time, and
 after each day the daily models are built for that day only (one windowed ``dbt build`` per day, as the
-daily DAG does). After the last day every row of ``fct_sessions``, ``int_funnel_attempts`` and
-``fct_funnel_daily`` must equal the full build's.
+daily DAG does). After the last day every row of ``fct_sessions``, ``int_funnel_attempts``,
+``fct_funnel_daily`` and ``fct_funnel_breakdown_daily`` must equal the full build's. The seed funnel
+purchase_focused walks the purchase events with the funnel options: per-step gap limits, an exclusion
+(``settings_opened``, some of the noise) and a breakdown by the entry's ``platform`` (missing on some entries).
 
 dbt reparses the project whenever its vars change (about 2 s); each day keeps its own target path, so only
 the first example pays for parsing.
@@ -16,6 +18,7 @@ the first example pays for parsing.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import uuid
@@ -37,8 +40,13 @@ DAYS = 3
 LATE_DAYS = 1  # an event arrives on its own day or the next one
 # short sessions make the maximum-length rule bite on a small data set
 VARS = {"session_max_hours": 3, "product_late_arrival_days": LATE_DAYS}
-MODELS = "fct_sessions int_funnel_attempts fct_funnel_daily"
-TABLES = ("marts.fct_sessions", "intermediate.int_funnel_attempts", "marts.fct_funnel_daily")
+MODELS = "fct_sessions int_funnel_attempts fct_funnel_daily fct_funnel_breakdown_daily"
+TABLES = (
+    "marts.fct_sessions",
+    "intermediate.int_funnel_attempts",
+    "marts.fct_funnel_daily",
+    "marts.fct_funnel_breakdown_daily",
+)
 UTC = dt.UTC
 
 PURCHASE = [
@@ -54,6 +62,8 @@ ONBOARDING = [
     ("game", "first_battle"),
 ]
 NOISE = [("app", "click"), ("app", "page_view")]
+SETTINGS = ("app", "settings_opened")  # purchase_focused's exclusion
+PLATFORMS = ("pc", "mac", None)  # None: the entry's payload has no platform
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class Event:
     channel: str
     event: str
     at: dt.datetime
+    payload: str = "{}"
 
 
 def make_events(seed: int = 5, users: int = 12) -> list[Event]:
@@ -88,7 +99,12 @@ def make_events(seed: int = 5, users: int = 12) -> list[Event]:
             else:
                 funnel = None if rng.random() < 0.5 else funnel
                 kind = rng.choice(NOISE)
-            events.append(Event(f"e{rng.randrange(10**6):06d}-{len(events)}", user, *kind, at))
+                # chosen from the count, not drawn: the random stream, and so every other event, stays as it was
+                if len(events) % 3 == 0:
+                    kind = SETTINGS
+            platform = PLATFORMS[len(events) % len(PLATFORMS)]
+            payload = json.dumps({"platform": platform} if platform and kind == PURCHASE[0] else {})
+            events.append(Event(f"e{rng.randrange(10**6):06d}-{len(events)}", user, *kind, at, payload))
             roll = rng.random()
             if roll < 0.04:
                 gap = dt.timedelta(0)  # equal timestamps
@@ -106,17 +122,36 @@ def make_events(seed: int = 5, users: int = 12) -> list[Event]:
     return events
 
 
-EVENTS = make_events()
+def excluded_walks() -> list[Event]:
+    """A user whose every purchase_focused attempt of a day is excluded, once with the excluding event after
+    midnight (it lands a day after the entry day it excludes when it arrives late)."""
+    start = dt.datetime.combine(FIRST_DAY, dt.time(), tzinfo=UTC)
+    walks = [
+        (start + dt.timedelta(hours=5), dt.timedelta(minutes=10)),
+        (start + dt.timedelta(hours=23, minutes=50), dt.timedelta(minutes=15)),
+    ]
+    return [
+        event
+        for n, (entry, gap) in enumerate(walks)
+        for event in (
+            Event(f"x{n}-entry", "u99", *PURCHASE[0], entry, json.dumps({"platform": "mac"})),
+            Event(f"x{n}-settings", "u99", *SETTINGS, entry + gap),
+        )
+    ]
+
+
+EVENTS = make_events() + excluded_walks()
 
 
 def insert(conn: psycopg.Connection, events: list[Event], ingested_at: dt.datetime | None) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             """
-            insert into raw.product_events (event_id, schema_version, channel, event, "timestamp", user_id, ingested_at)
-            values (%s, 'telemetry_event_v1', %s, %s, %s, %s, coalesce(%s, now()))
+            insert into raw.product_events
+                (event_id, schema_version, channel, event, "timestamp", user_id, payload, ingested_at)
+            values (%s, 'telemetry_event_v1', %s, %s, %s, %s, %s, coalesce(%s, now()))
             """,
-            [(e.event_id, e.channel, e.event, e.at, e.user_id, ingested_at) for e in events],
+            [(e.event_id, e.channel, e.event, e.at, e.user_id, e.payload, ingested_at) for e in events],
         )
 
 
@@ -161,8 +196,8 @@ def setup(
         full = snapshot(urls[0])
         # the views and seeds the incremental database needs, once
         dbt.build(
-            "stg_product__event_arrivals funnels funnel_steps", *whole, database_url=urls[1], vars=VARS,
-            data_tests=False, target_path=targets / "whole",
+            "stg_product__event_arrivals funnels funnel_steps funnel_exclusions", *whole, database_url=urls[1],
+            vars=VARS, data_tests=False, target_path=targets / "whole",
         )  # fmt: skip
         yield Setup(url=urls[1], full_url=urls[0], targets=targets, full=full)
     finally:
@@ -188,11 +223,35 @@ def test_the_events_exercise_the_rules(setup: Setup) -> None:
         steps = dict(conn.execute("select step, sum(users) from marts.fct_funnel_daily group by step").fetchall())
         chosen, all_attempts = conn.execute(
             "select count(*) filter (where is_chosen), count(*) from intermediate.int_funnel_attempts"
+            " where funnel <> 'purchase_focused'"
         ).fetchone()
+        # the options bite: the gap limits stop attempts the purchase funnel takes further from the same entry,
+        # exclusions drop attempts (some users' every attempt of a day), the breakdown has values and (none)
+        limited, excluded, all_excluded = conn.execute(
+            """
+            select
+                (select count(*) from intermediate.int_funnel_attempts as focused
+                 join intermediate.int_funnel_attempts as plain using (user_id, entry_event_id, entry_at)
+                 where focused.funnel = 'purchase_focused' and plain.funnel = 'purchase'
+                   and focused.depth < plain.depth),
+                (select count(*) from intermediate.int_funnel_attempts
+                 where funnel = 'purchase_focused' and is_excluded),
+                (select count(*) from (
+                    select 1 from intermediate.int_funnel_attempts where funnel = 'purchase_focused'
+                    group by user_id, entry_day having bool_and(is_excluded)) as users_days)
+            """
+        ).fetchone()
+        values = dict(
+            conn.execute(
+                "select breakdown_value, sum(users) from marts.fct_funnel_breakdown_daily where step = 1 group by 1"
+            ).fetchall()
+        )
     assert len(EVENTS) > 500 and sessions > 60 and multi > 30
     assert cut > 0 and crossing > 0
     assert steps[1] > steps[2] > steps[4] > 0
     assert all_attempts > chosen > 20  # repeated entries
+    assert limited > 0 and excluded > 0 and all_excluded > 0
+    assert set(values) == {"pc", "mac", "(none)"} and all(values.values())
 
 
 @pytest.mark.slow

@@ -340,7 +340,9 @@ def test_funnel_users_per_step_equal_the_truth_exactly(built: Built) -> None:
     }
     assert {funnel for funnel, _ in truth} == {f.name for f in CONFIG.funnels}
     got = funnel_rows(built)
-    assert {key: users for key, (users, *_) in got.items() if users} == truth
+    # the seeds' other funnels use the funnel options, which the simulator's truth does not model
+    walked = {f.name for f in CONFIG.funnels}
+    assert {key: users for key, (users, *_) in got.items() if users and key[0] in walked} == truth
     # immature: chosen attempts stopped at the previous step whose 60-minute window closes after the last event
     open_windows = dict(
         built.rows(
@@ -355,7 +357,8 @@ def test_funnel_users_per_step_equal_the_truth_exactly(built: Built) -> None:
         )
     )
     for (funnel, step), (users, _, drop_off, immature) in got.items():
-        assert immature == open_windows.get(f"{funnel}:{step}", 0), (funnel, step)
+        if funnel in walked:  # elsewhere a maximum gap from the previous step can end an attempt before its window
+            assert immature == open_windows.get(f"{funnel}:{step}", 0), (funnel, step)
         if step > 1:
             assert drop_off == got[(funnel, step - 1)][0] - users - immature
 

@@ -19,12 +19,16 @@
 
   * ordered mode: step k is the earliest event of step k's (channel, event), by (timestamp,
     event_id), with a timestamp at or after step k-1's (at equal timestamps steps count in funnel
-    order) and at most window_minutes after the entry (exactly on the limit counts), that fills
-    no earlier step of the attempt;
+    order) and at most window_minutes after the entry (exactly on the limit counts), within the
+    step's limits from step k-1's match ([previous + min_seconds_from_previous, previous +
+    max_seconds_from_previous], both ends included), that fills no earlier step of the attempt;
   * strict mode: the user's events in order (timestamp, r, event_id), r = the lowest step index
     of the event's kind in the funnel, 0 for other events; step k must be the very next event
-    after step k-1, within the window, else the attempt stops.
-  Per funnel, user and entry day the chosen attempt is the deepest, the earliest entry on ties.
+    after step k-1, within the window and the step's limits, else the attempt stops.
+  An attempt with an event of a funnel_exclusions kind strictly after its after_step match and
+  strictly before its before_step match (the window's end when that step is unmatched) is
+  excluded. Per funnel, user and entry day the chosen attempt is the deepest not excluded, the
+  earliest entry on ties. breakdown_value is the entry event's payload at funnels.breakdown.
 
   A windowed run recomputes whole entry days: those overlapping [window start - longest
   conversion window, window end) and those late arrivals touch (macros/product.sql). Events are

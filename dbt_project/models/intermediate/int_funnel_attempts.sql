@@ -72,7 +72,7 @@ funnels as (
         make_interval(mins => funnels.window_minutes) as window_length,
         step_counts.steps_total,
         step_counts.repeats_kinds,
-        step_counts.has_limits,
+        step_counts.has_min_gaps,
         step_counts.min_gaps,
         step_counts.max_gaps
     from {{ ref('funnels') }} as funnels
@@ -81,7 +81,7 @@ funnels as (
             funnel,
             max(step) as steps_total,
             count(*) > count(distinct (channel, event)) as repeats_kinds,
-            bool_or(min_gap is not null or max_gap is not null) as has_limits,
+            coalesce(bool_or(min_gap > interval '0'), false) as has_min_gaps,
             -- indexed by step; null where the step has no such limit
             array_agg(min_gap order by step) as min_gaps,
             array_agg(max_gap order by step) as max_gaps
@@ -133,8 +133,10 @@ candidates as (
     {%- endif %}
 ),
 
--- events of an exclusion's kind, once per exclusion of that kind
-exclusion_events as (
+-- events of an exclusion's kind, once per exclusion of that kind. Materialized: inlined, the planner
+-- joins the day's events with every attempt on user_id before it looks at the kinds (8 M rows for 1 M
+-- events); computed first they are a small hash table the few attempts of excluding funnels probe
+exclusion_events as materialized (
     select
         exclusions.funnel,
         exclusions.after_step,
@@ -159,7 +161,7 @@ entries as (
         {{ utc_date('candidates.occurred_at') }} as entry_day,
         candidates.occurred_at + funnels.window_length as window_closes_at,
         funnels.strict_order,
-        funnels.repeats_kinds or funnels.has_limits as step_at_a_time,
+        funnels.repeats_kinds or funnels.has_min_gaps as step_at_a_time,
         candidates.sample_rate as entry_sample_rate,
         candidates.breakdown_value
     from candidates
@@ -170,13 +172,14 @@ entries as (
     {%- endif %}
 ),
 
--- ordered mode, funnels whose steps are distinct kinds and that set no per-step limit: an event fills at
+-- ordered mode, funnels whose steps are distinct kinds and that set no minimum gap: an event fills at
 -- most one step, so step k's match is "the earliest step-k event at or after step k-1's match" and
 -- depends on that match's timestamp alone. One pass over a user's candidates in reverse
 -- (timestamp, step, event_id) order gives every row the timestamp of the next event of each step at
 -- or after it (at equal timestamps later steps sort after, so they count, as the rule says); of the
 -- events of one step at one timestamp the smallest event_id is the match. The chain of matches is
--- then a hash join per step on (funnel, user, step, timestamp): cost linear in the events.
+-- then a hash join per step on (funnel, user, step, timestamp): cost linear in the events. A maximum
+-- gap keeps this true: if the earliest event at or after step k-1's match is too late, any later is too.
 chain_events as (
     select
         candidates.funnel,
@@ -195,7 +198,7 @@ chain_events as (
             or lead(candidates.occurred_at) over at_or_after is distinct from candidates.occurred_at as is_match
     from candidates
     inner join funnels on funnels.funnel = candidates.funnel
-    where not funnels.strict_order and not funnels.repeats_kinds and not funnels.has_limits
+    where not funnels.strict_order and not funnels.repeats_kinds and not funnels.has_min_gaps
     window at_or_after as (
         partition by candidates.funnel, candidates.user_id
         order by candidates.occurred_at desc, candidates.step desc, candidates.event_id desc
@@ -246,6 +249,7 @@ chain_attempts as (
         and entries.user_id = first_step.user_id
         and entries.entry_event_id = first_step.event_id
         and entries.entry_at = first_step.occurred_at
+    inner join funnels on funnels.funnel = entries.funnel
     {%- for k in range(2, max_steps + 1) %}
     {%- set previous = 'first_step' if k == 2 else 'step_' ~ (k - 1) %}
     left join chain_matches as step_{{ k }}
@@ -254,13 +258,14 @@ chain_attempts as (
         and step_{{ k }}.step = {{ k }}
         and step_{{ k }}.occurred_at = {{ previous }}.next_at
         and {{ previous }}.next_at <= entries.window_closes_at
+        and (funnels.max_gaps[{{ k }}] is null or {{ previous }}.next_at <= {{ previous }}.occurred_at + funnels.max_gaps[{{ k }}])
     {%- endfor %}
     where first_step.step = 1
 ),
 
--- ordered mode, funnels that repeat a kind or set per-step limits, one step at a time: the attempts
--- that reached step k. With a minimum gap, step k's match is no longer "the next step-k event at or
--- after step k-1's", which the chain above relies on.
+-- ordered mode, funnels that repeat a kind or set a minimum gap, one step at a time: the attempts that
+-- reached step k. With a minimum gap, step k's match is no longer "the next step-k event at or after
+-- step k-1's", which the chain above relies on.
 reached_1 as (
     select
         funnel,
@@ -496,20 +501,23 @@ attempts as (
 -- or the window's end when before_step was not matched; an attempt that never matched after_step
 -- has no such span
 excluded as (
-    select distinct
+    select
         attempts.funnel,
         attempts.user_id,
         attempts.entry_at,
         attempts.entry_event_id
     from attempts
     inner join funnels on funnels.funnel = attempts.funnel
-    inner join exclusion_events
-        on exclusion_events.funnel = attempts.funnel
-        and exclusion_events.user_id = attempts.user_id
-    where cardinality(attempts.step_times) >= exclusion_events.after_step
-        and exclusion_events.occurred_at > attempts.step_times[exclusion_events.after_step]
-        and exclusion_events.occurred_at
-            < coalesce(attempts.step_times[exclusion_events.before_step], attempts.entry_at + funnels.window_length)
+    where exists (
+        select
+        from exclusion_events
+        where exclusion_events.funnel = attempts.funnel
+            and exclusion_events.user_id = attempts.user_id
+            and cardinality(attempts.step_times) >= exclusion_events.after_step
+            and exclusion_events.occurred_at > attempts.step_times[exclusion_events.after_step]
+            and exclusion_events.occurred_at
+                < coalesce(attempts.step_times[exclusion_events.before_step], attempts.entry_at + funnels.window_length)
+    )
 ),
 
 data_end as (

@@ -266,6 +266,22 @@ chain_attempts as (
 -- ordered mode, funnels that repeat a kind or set a minimum gap, one step at a time: the attempts that
 -- reached step k. With a minimum gap, step k's match is no longer "the next step-k event at or after
 -- step k-1's", which the chain above relies on.
+-- their candidates for steps 2.., apart: each step's join below scans these, not every funnel's events
+step_candidates as (
+    select
+        candidates.funnel,
+        candidates.step,
+        candidates.user_id,
+        candidates.occurred_at,
+        candidates.event_id,
+        candidates.sample_rate
+    from candidates
+    inner join funnels on funnels.funnel = candidates.funnel
+    where candidates.step > 1
+        and not funnels.strict_order
+        and (funnels.repeats_kinds or funnels.has_min_gaps)
+),
+
 reached_1 as (
     select
         funnel,
@@ -298,7 +314,7 @@ reached_{{ k }} as (
         attempts.breakdown_value
     from reached_{{ k - 1 }} as attempts
     inner join funnels on funnels.funnel = attempts.funnel
-    inner join candidates
+    inner join step_candidates as candidates
         on candidates.funnel = attempts.funnel
         and candidates.user_id = attempts.user_id
         and candidates.step = {{ k }}

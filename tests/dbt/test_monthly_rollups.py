@@ -157,7 +157,7 @@ def months(
                     [("s1", t, json.dumps(variant("s1", t, changes)), uuid.uuid4()) for t, changes in REPORTS],
                 )
         built = Months(url, tmp_path_factory.mktemp("months"))
-        # the days one range run each way (equal to a run per day); then each month as the monthly DAG runs it
+        # the days in one daily range run (equal to a run per day), then each month as the monthly DAG builds it
         built.build_days(NOVEMBER_DAY, JANUARY_DAY + dt.timedelta(days=1))
         for start in MONTHS:
             built.build_month(start)

@@ -5,6 +5,6 @@
     )
 }}
 
--- the model is the macro telemetry_rollup_of_months (macros/calendar_rollups.sql) at the year grain; a monthly
+-- the model is the macro telemetry_rollup (macros/calendar_rollups.sql) of the months; a monthly
 -- run rebuilds the year that holds its month
-{{ telemetry_rollup_of_months('year') }}
+{{ telemetry_rollup('year', of='month') }}

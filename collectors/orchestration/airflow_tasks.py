@@ -1,7 +1,7 @@
 """What the DAG files in ``dags/`` are made of: their tasks, the lag sensor, the failure callback, shared settings.
 
 Each DAG file declares its own graph from these pieces; a task takes its cadence (``"hourly"``, ``"daily"``,
-``"weekly"``) as its argument, so one task function serves every DAG and none of them branches on a DAG's
+``"weekly"``, ``"monthly"``) as its argument, so one task function serves every DAG and none of them branches on a DAG's
 name. A task body reads the run's window and settings and calls a function of ``collectors.orchestration``
 that is tested without Airflow. Heavy imports (dbt, Great Expectations, psycopg) happen inside the task bodies,
 so parsing the DAG files stays fast (``dags.parse_seconds``).
@@ -124,7 +124,7 @@ class WindowLagSensor(BaseSensorOperator):
 
         cadence = CADENCES[self.cadence]
         window = run_window(context, cadence)
-        return window.end + cadence.length * Settings().reliability_lag_windows
+        return cadence.shift(window.end, Settings().reliability_lag_windows)
 
     def poke(self, context: Any) -> bool:
         return dt.datetime.now(dt.UTC) >= self.target_time(context)

@@ -47,6 +47,8 @@ def selection(cadence: Cadence, part: str, family: str | None = None) -> Selecti
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+    if part not in cadence.parts:
+        raise ValueError(f"the {cadence.name} cadence builds no {part} part (it builds {', '.join(cadence.parts)})")
     if family is not None and family not in MODEL_FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {sorted(MODEL_FAMILIES)}")
     tag = f"tag:{cadence.name}"

@@ -70,10 +70,10 @@ def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[s
         cadence: Cadence = CADENCES[feed.cadence]
         start, end = day_start, day_end
         if feed.neighbours:
-            start, end = start - cadence.length, end + cadence.length
+            start, end = cadence.shift(start, -1), cadence.shift(end)
         built = _built_windows(conn, feed.cadence, feed.part, start, end)
         for period in cadence.periods(start, end):
-            if not any(s <= period and period + cadence.length <= e for s, e in built):
+            if not any(s <= period and cadence.shift(period) <= e for s, e in built):
                 missing.append(f"{feed.cadence} {feed.part} {period.isoformat()}")
     return missing
 

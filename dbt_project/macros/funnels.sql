@@ -6,6 +6,12 @@
   as choosing among all the week's attempts, since each day's choice is that day's deepest and
   earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
 
+  `funnel_calendar_choices(grain)`: the same per funnel, user and UTC calendar month (quarter, year), for the
+  entry days of the periods of `grain` that overlap the run window (all when no window is set). A monthly run
+  reads int_funnel_attempts as the daily runs left it, so the month is rebuilt whole from its days, with no
+  late-arrival bookkeeping of its own: a day reopened by late events is rewritten by the daily run, and the
+  month by the next monthly run over it.
+
   `funnel_chosen_in_window(period)`: what the marts of `period` ('day' or 'week') summarise: the
   chosen attempts (per day; per week as funnel_weekly_choices) of the entry days, or weeks, that
   int_funnel_attempts recomputed in this run (window_period_bounds, macros/product.sql), all of them
@@ -62,6 +68,35 @@
         where attempts.is_chosen and {{ where }}
     ) as ranked
     where ranked.week_rank = 1
+{%- endmacro %}
+
+{% macro funnel_calendar_choices(grain) -%}
+    {%- set column = period_column(grain) %}
+    select
+        ranked.funnel,
+        ranked.{{ column }},
+        ranked.user_id,
+        ranked.entry_event_id,
+        ranked.entry_at,
+        ranked.entry_day,
+        ranked.depth,
+        ranked.converted,
+        ranked.matched_event_ids,
+        ranked.step_seconds,
+        ranked.step_inclusion_rates,
+        ranked.is_immature
+    from (
+        select
+            attempts.*,
+            {{ utc_date(period_start("attempts.entry_day::timestamp at time zone 'UTC'", grain)) }} as {{ column }},
+            row_number() over (
+                partition by attempts.funnel, attempts.user_id, date_trunc('{{ grain }}', attempts.entry_day::timestamp)
+                order by attempts.depth desc, attempts.entry_at, attempts.entry_event_id
+            ) as period_rank
+        from {{ ref('int_funnel_attempts') }} as attempts
+        where attempts.is_chosen and {{ window_filter_date('attempts.entry_day', grain) }}
+    ) as ranked
+    where ranked.period_rank = 1
 {%- endmacro %}
 
 {% macro funnel_chosen_in_window(period) -%}

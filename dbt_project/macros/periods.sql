@@ -1,6 +1,10 @@
-{#- Name of the period column of a mart of this grain: minute_start, hour_start (timestamptz), day, week_start (date). -#}
+{#- Name of the period column of a mart of this grain: minute_start, hour_start (timestamptz), day, week_start,
+    month_start, quarter_start, year_start (date: the period's first day). -#}
 {% macro period_column(grain) -%}
-    {{ return({'minute': 'minute_start', 'hour': 'hour_start', 'day': 'day', 'week': 'week_start'}[grain]) }}
+    {{ return({
+        'minute': 'minute_start', 'hour': 'hour_start', 'day': 'day', 'week': 'week_start',
+        'month': 'month_start', 'quarter': 'quarter_start', 'year': 'year_start',
+    }[grain]) }}
 {%- endmacro %}
 
 {#- The period column's value for a timestamptz period start. -#}

@@ -58,32 +58,56 @@
     {{ return(parsed.astimezone(modules.pytz.utc)) }}
 {%- endmacro %}
 
-{#- Length of one period of the grain; fixed lengths, so no session time zone can bend them. -#}
+{#- Length of one period of the grain; fixed lengths, so no session time zone can bend them. Months, quarters
+    and years have no fixed length: their bounds come from add_periods, and no SQL steps by them. -#}
 {% macro grain_interval(grain) -%}
     {%- if grain == 'minute' -%} interval '1 minute'
     {%- elif grain == 'hour' -%} interval '1 hour'
     {%- elif grain == 'day' -%} interval '24 hours'
     {%- elif grain == 'week' -%} interval '168 hours'
-    {%- else -%} {{ exceptions.raise_compiler_error("unknown grain " ~ grain) }}
+    {%- else -%} {{ exceptions.raise_compiler_error("no fixed length for the grain " ~ grain) }}
     {%- endif -%}
 {%- endmacro %}
 
 {% macro grain_timedelta(grain) -%}
+    {%- if grain not in ('minute', 'hour', 'day', 'week') -%}
+        {{ exceptions.raise_compiler_error("no fixed length for the grain " ~ grain ~ "; use add_periods") }}
+    {%- endif -%}
     {%- set minutes = {'minute': 1, 'hour': 60, 'day': 1440, 'week': 10080}[grain] -%}
     {{ return(modules.datetime.timedelta(minutes=minutes)) }}
 {%- endmacro %}
 
-{#- Start of the UTC period (minute, hour, day, week from Monday) that holds ts (a python datetime). -#}
+{#- Calendar grains: months in one period. -#}
+{% macro grain_months(grain) -%}
+    {{ return({'month': 1, 'quarter': 3, 'year': 12}.get(grain, 0)) }}
+{%- endmacro %}
+
+{#- ts (a python datetime on a period start of `grain`) moved by `periods` periods of the grain. -#}
+{% macro add_periods(ts, grain, periods=1) -%}
+    {%- set months = grain_months(grain) -%}
+    {%- if not months -%}
+        {{ return(ts + grain_timedelta(grain) * periods) }}
+    {%- endif -%}
+    {%- set index = ts.year * 12 + ts.month - 1 + months * periods -%}
+    {{ return(ts.replace(year=index // 12, month=index % 12 + 1)) }}
+{%- endmacro %}
+
+{#- Start of the UTC period (minute, hour, day, week from Monday, month, quarter, year) that holds ts (a python
+    datetime). -#}
 {% macro floor_to_grain(ts, grain) -%}
     {%- set t = ts.replace(second=0, microsecond=0) -%}
     {%- if grain != 'minute' -%}
         {%- set t = t.replace(minute=0) -%}
     {%- endif -%}
-    {%- if grain in ('day', 'week') -%}
+    {%- if grain != 'minute' and grain != 'hour' -%}
         {%- set t = t.replace(hour=0) -%}
     {%- endif -%}
     {%- if grain == 'week' -%}
         {%- set t = t - modules.datetime.timedelta(days=t.weekday()) -%}
+    {%- endif -%}
+    {%- set months = grain_months(grain) -%}
+    {%- if months -%}
+        {%- set t = t.replace(day=1, month=t.month - (t.month - 1) % months) -%}
     {%- endif -%}
     {{ return(t) }}
 {%- endmacro %}
@@ -95,7 +119,7 @@
         {{ return(none) }}
     {%- endif -%}
     {%- set lower = floor_to_grain(w.start, grain) -%}
-    {%- set upper = floor_to_grain(w.end - modules.datetime.timedelta(microseconds=1), grain) + grain_timedelta(grain) -%}
+    {%- set upper = add_periods(floor_to_grain(w.end - modules.datetime.timedelta(microseconds=1), grain), grain) -%}
     {{ return({'lower': lower, 'upper': upper}) }}
 {%- endmacro %}
 
@@ -112,12 +136,11 @@
     {%- if bounds is none -%}
         true
     {%- else -%}
-        {%- set margin = grain_timedelta(grain) * margin_periods -%}
-        {{ column }} >= {{ timestamp_literal(bounds.lower - margin) }} and {{ column }} < {{ timestamp_literal(bounds.upper + margin) }}
+        {{ column }} >= {{ timestamp_literal(add_periods(bounds.lower, grain, -margin_periods)) }} and {{ column }} < {{ timestamp_literal(add_periods(bounds.upper, grain, margin_periods)) }}
     {%- endif -%}
 {%- endmacro %}
 
-{#- The same for a `date` column (daily and weekly marts). -#}
+{#- The same for a `date` column (daily, weekly, monthly, quarterly and yearly marts). -#}
 {% macro window_filter_date(column, grain) -%}
     {%- set bounds = window_period_bounds(grain) -%}
     {%- if bounds is none -%}
@@ -146,8 +169,8 @@
 
 {#-
   A data test's `where` config may hold `__window__(column, grain)`: the periods of `grain` that overlap the run
-  window (window_filter on a timestamptz column for minute and hour, window_filter_date on a date column for day
-  and week; `true` when no window is set, so a full refresh tests every row). A test of a table that grows with
+  window (window_filter on a timestamptz column for minute and hour, window_filter_date on a date column for day,
+  week, month, quarter and year; `true` when no window is set, so a full refresh tests every row). A test of a table that grows with
   every run then reads what the run wrote instead of the whole table. Configs are rendered when the project is
   parsed, before the window is known, so the placeholder is replaced here, when the test runs; any other `where`
   behaves as dbt's own get_where_subquery.

@@ -79,8 +79,9 @@ def view_ancestors(project: dict[str, Node], name: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("part", PARTS)
-@pytest.mark.parametrize("cadence", sorted(CADENCES))
+@pytest.mark.parametrize(
+    ("cadence", "part"), [(name, part) for name in sorted(CADENCES) for part in PARTS if part in CADENCES[name].parts]
+)
 def test_a_part_builds_its_cadence_and_the_views_it_reads_never_another_cadences_tables(
     project: dict[str, Node], resolve, capfd: pytest.CaptureFixture[str], cadence: str, part: str
 ) -> None:
@@ -115,3 +116,19 @@ def test_the_weekly_marts_read_the_daily_tables_without_rebuilding_them(
     assert daily_tables <= upstream  # what "+tag:weekly" used to rebuild over the whole week
     assert not daily_tables & chosen
     assert {"fct_telemetry_week", "stg_game_servers__minute_snapshots", "int_funnel_weekly_choices"} <= chosen
+
+
+def test_the_monthly_marts_read_the_daily_tables_and_nothing_tags_monthly_reliability(
+    project: dict[str, Node], resolve, capfd: pytest.CaptureFixture[str]
+) -> None:
+    chosen = resolve(selection(CADENCES["monthly"], "marts"), capfd)
+    monthly = {n.name for n in project.values() if "monthly" in n.tags}
+    raw_readers = {n for n in monthly if any(p.startswith("stg_") for p in project[n].parents)}
+    assert raw_readers == set()  # months come from the daily tables: raw is gone by the time a month ends
+    assert {"fct_telemetry_day", "fct_minutes_per_user_daily", "int_host_histograms_daily"} <= {
+        p for n in monthly for p in project[n].parents
+    }
+    assert not {n for n in chosen if "daily" in project[n].tags}
+    assert not {n for n in monthly if "reliability" in project[n].tags}
+    with pytest.raises(ValueError, match="builds no reliability part"):
+        selection(CADENCES["monthly"], "reliability")

@@ -20,20 +20,29 @@ from airflow.timetables.base import DataInterval, TimeRestriction
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from collectors.orchestration.airflow_tasks import record_failure
-from collectors.orchestration.cadences import CADENCES
+from collectors.orchestration.cadences import CADENCES, MONTHLY
 from tests.bench.bench_dags import Parse, parses, trivial_folder
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 CHAIN = ["check_window", "build_marts", "wait_reliability_lag", "build_reliability"]
-EXPECTED = {
+# the tasks in order and the length of an interval; a calendar month has none, so it is checked as a month
+EXPECTED: dict[str, tuple[list[str], dt.timedelta | None]] = {
     "telemetry_hourly": ([CHAIN[0], "check_source_freshness", *CHAIN[1:]], dt.timedelta(hours=1)),
     "telemetry_daily": (CHAIN, dt.timedelta(days=1)),
     "telemetry_weekly": ([*CHAIN, "validate", "cleanup"], dt.timedelta(weeks=1)),
+    # no reliability: it would need raw samples of the whole month and the next, long dropped by then
+    "telemetry_monthly": (CHAIN[:2], None),
     "telemetry_partitions": (["ensure_partitions"], dt.timedelta(days=1)),
 }
 # a misaligned window or failing data fails the same way again; a freshness check is due again the next hour
 NO_RETRIES = {"check_window", "validate", "check_source_freshness"}
-MAX_ACTIVE_RUNS = {"telemetry_hourly": 2, "telemetry_daily": 2, "telemetry_weekly": 1, "telemetry_partitions": 1}
+MAX_ACTIVE_RUNS = {
+    "telemetry_hourly": 2,
+    "telemetry_daily": 2,
+    "telemetry_weekly": 1,
+    "telemetry_monthly": 1,
+    "telemetry_partitions": 1,
+}
 # what parsing the DAG files must never import: the task bodies do
 HEAVY_PACKAGES = {"dbt", "great_expectations", "psycopg", "psycopg2", "pandas", "grpc"}
 # the DAG files' own parse cost above one trivial DAG file's: about 0.2 s on two quiet cores, dbt's import alone
@@ -54,10 +63,20 @@ def test_every_dag_imports_without_error(dagbag: DagBag) -> None:
     assert set(dagbag.dag_ids) == set(EXPECTED)
 
 
+def whole_period(dag_id: str, interval: DataInterval) -> bool:
+    """Whether ``interval`` is one whole period of the DAG: its fixed length, or one calendar month from a first."""
+    length = EXPECTED[dag_id][1]
+    if length is not None:
+        return interval.end - interval.start == length
+    start = dt.datetime(*interval.start.timetuple()[:6], tzinfo=dt.UTC)
+    end = dt.datetime(*interval.end.timetuple()[:6], tzinfo=dt.UTC)
+    return MONTHLY.floor(start) == start and MONTHLY.shift(start) == end
+
+
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_tasks_order_and_schedule(dagbag: DagBag, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
-    tasks, length = EXPECTED[dag_id]
+    tasks = EXPECTED[dag_id][0]
     order = [t.task_id for t in dag.topological_sort()]
     assert order == tasks
     for upstream, downstream in itertools.pairwise(order):  # a chain, hence no cycle and no shortcut
@@ -69,14 +88,14 @@ def test_tasks_order_and_schedule(dagbag: DagBag, dag_id: str) -> None:
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=pendulum.datetime(2026, 11, 2), latest=None, catchup=True),
     )
-    assert first.data_interval.end - first.data_interval.start == length
+    assert whole_period(dag_id, first.data_interval)
     later = timetable.next_dagrun_info(
         last_automated_data_interval=first.data_interval,
         restriction=TimeRestriction(earliest=pendulum.datetime(2026, 11, 2), latest=None, catchup=True),
     )
     assert later.data_interval.start == first.data_interval.end  # consecutive runs tile time
     manual = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 4, 5, 30))
-    assert isinstance(manual, DataInterval) and manual.end - manual.start == length
+    assert isinstance(manual, DataInterval) and whole_period(dag_id, manual)
     assert dag.catchup is (dag_id != "telemetry_partitions")
     assert dag.max_active_runs == MAX_ACTIVE_RUNS[dag_id]
 
@@ -143,5 +162,24 @@ def test_parse_time_is_small(tmp_path: Path) -> None:
 def test_schedule_start_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEMETRY_SCHEDULE_START", "2026-11-16T00:00:00")
     bag = DagBag(dag_folder=str(DAGS))
-    for dag_id in ("telemetry_hourly", "telemetry_daily", "telemetry_weekly"):
+    for dag_id in ("telemetry_hourly", "telemetry_daily", "telemetry_weekly", "telemetry_monthly"):
         assert bag.dags[dag_id].start_date == dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+
+
+def test_the_monthly_dag_tiles_calendar_months_across_a_year_end(dagbag: DagBag) -> None:
+    timetable = coerce_to_core_timetable(dagbag.dags["telemetry_monthly"].timetable)
+    restriction = TimeRestriction(earliest=pendulum.datetime(2025, 11, 1), latest=None, catchup=True)
+    interval, seen = None, []
+    for _ in range(4):
+        found = timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=restriction)
+        interval = found.data_interval
+        seen.append((interval.start.date(), interval.end.date()))
+    assert seen == [
+        (dt.date(2025, 11, 1), dt.date(2025, 12, 1)),
+        (dt.date(2025, 12, 1), dt.date(2026, 1, 1)),
+        (dt.date(2026, 1, 1), dt.date(2026, 2, 1)),
+        (dt.date(2026, 2, 1), dt.date(2026, 3, 1)),
+    ]
+    # a manual trigger mid-month builds the month before, whole, as the scheduled run would
+    manual = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 18, 5, 30))
+    assert (manual.start.date(), manual.end.date()) == (dt.date(2026, 2, 1), dt.date(2026, 3, 1))

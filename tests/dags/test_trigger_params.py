@@ -29,11 +29,13 @@ GOOD = {
     "hourly": ["2026-11-16T05:00:00Z", "2026-11-16T05:00Z", "2026-11-16T05:00:00+00:00", "2026-11-16T23:00:00.000Z"],
     "daily": ["2026-11-17T00:00:00Z", "2026-11-17T00:00:00+00:00", "2026-11-17T00:00-00:00"],
     "weekly": ["2026-11-16T00:00:00Z", "2026-11-23T00:00:00+00:00"],
+    "monthly": ["2026-11-01T00:00:00Z", "2027-01-01T00:00:00+00:00", "2026-02-01T00:00Z"],
 }
 BAD = {
     "hourly": ["2026-11-16T05:30:00Z", "2026-11-16T05:00:01Z", "2026-11-16T06:00:00+01:00", "2026-11-16T05:00:00"],
     "daily": ["2026-11-17T05:00:00Z", "2026-11-17", "2026-11-17T01:00:00+01:00", "2026-11-17 00:00:00Z"],
     "weekly": ["2026-11-16T12:00:00Z", "2026-13-16T00:00:00Z", "last monday"],
+    "monthly": ["2026-11-16T00:00:00Z", "2026-11-02T00:00:00Z", "2026-12-01T05:00:00Z", "2026-11", "2026-13-01T00:00Z"],
 }
 
 
@@ -103,6 +105,7 @@ def context(start: str | None, end: str | None) -> dict:
     ("cadence", "start", "end", "reason"),
     [
         ("weekly", "2026-11-17T00:00:00Z", "2026-11-24T00:00:00Z", "not on a weekly boundary"),
+        ("monthly", "2026-11-01T00:00:00Z", "2999-01-01T00:00:00Z", "ends after now"),
         ("daily", "2026-02-30T00:00:00Z", "2026-03-02T00:00:00Z", "day is out of range"),
         ("daily", "2026-11-16T00:00:00Z", None, "give both window_start and window_end"),
         ("hourly", "2026-11-16T05:00:00Z", "2026-11-16T05:00:00Z", "empty window"),
@@ -121,3 +124,10 @@ def test_check_window_returns_the_window_it_checked() -> None:
     window = Window(dt.datetime(2026, 11, 2, tzinfo=dt.UTC), dt.datetime(2026, 11, 16, tzinfo=dt.UTC))
     assert got == {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
     assert check_window.function("weekly", **context(None, None))["window_end"] == "2026-11-23T00:00:00+00:00"
+
+
+def test_check_window_takes_a_range_of_calendar_months_across_a_year_end() -> None:
+    got = check_window.function("monthly", **context("2025-11-01T00:00:00Z", "2026-02-01T00:00:00+00:00"))
+    assert got == {"window_start": "2025-11-01T00:00:00+00:00", "window_end": "2026-02-01T00:00:00+00:00"}
+    with pytest.raises(AirflowFailException, match="not on a monthly boundary"):
+        check_window.function("monthly", **context("2025-11-01T00:00:00Z", "2025-12-08T00:00:00Z"))

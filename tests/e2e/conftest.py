@@ -1,7 +1,7 @@
 """One running Airflow per test module: its metadata database, its services, the warehouse its DAGs build.
 
-Migrating Airflow's metadata database and starting the scheduler, dag-processor, triggerer and api-server takes
-30 to 50 s on two cores, so a module starts Airflow once, in a thread while it lands its data (which takes about
+Migrating Airflow's metadata database and starting the scheduler, dag-processor and api-server takes 30 to 50 s
+on two cores, so a module starts Airflow once, in a thread while it lands its data (which takes about
 as long), and its tests make their runs there through the REST API.
 
 The DAGs build one warehouse database, named once per module (``TELEMETRY_DATABASE_URL`` of the services); each
@@ -34,7 +34,7 @@ import redis
 
 from collectors.config import RetentionDays, Settings
 from collectors.dev import local_postgres
-from collectors.dev.local_airflow import CeleryWorkers, LocalAirflow
+from collectors.dev.local_airflow import SERVICES, CeleryWorkers, LocalAirflow
 from collectors.dev.simulator.config import SimulationConfig
 from collectors.dev.week_runs import DAGS, last_complete_week
 from collectors.orchestration import dbt_runner as dbt
@@ -46,6 +46,11 @@ from tests.support.simulated import DAILY_MARTS, HOURLY_MARTS, land_simulation, 
 # nothing is scheduled on its own (catchup would queue every period since the start): the tests make their runs
 # as backfills and manual runs, which Airflow creates whatever the start date
 FUTURE_START = (dt.datetime.now(dt.UTC) + dt.timedelta(days=60)).date().isoformat()
+# Every run here is of a past window and waits no reliability lag (the last day's would wait until tomorrow), so
+# no task defers and no triggerer is started; the dag-processor parses each DAG file once, as the files do not
+# change while a module runs (its default re-parses every file every 30 s, for nothing here).
+E2E_SERVICES = tuple(name for name in SERVICES if name != "triggerer")
+E2E_ENV = {"TELEMETRY_RELIABILITY_LAG_WINDOWS": "0", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600"}
 
 
 @dataclass
@@ -93,6 +98,7 @@ def running_airflow(
         # paused until a test runs one: the maintenance DAG (never run here) would migrate the warehouse and
         # add partitions while a test counts them
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        **E2E_ENV,
         **env,
     }
     warehouse = local_postgres.with_database(server.url, warehouse_name)
@@ -103,7 +109,7 @@ def running_airflow(
     def serve() -> None:  # the services start and stop in this one thread
         try:
             airflow.migrate()
-            with airflow.services():
+            with airflow.services(E2E_SERVICES):
                 airflow.wait_dag_registered(DAGS)
                 up.set_result(airflow)
                 done.wait()

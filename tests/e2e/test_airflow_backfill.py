@@ -1,4 +1,4 @@
-"""A past week built through a running Airflow (api-server, scheduler, dag-processor, triggerer) with range runs
+"""A past week built through a running Airflow (api-server, scheduler, dag-processor) with range runs
 and backfills gives the same marts as the scheduled runs would, row for row.
 
 The scheduled runs' result is built below Airflow, in a copy of the same landed week, while Airflow works: the
@@ -32,8 +32,7 @@ BACKFILLED_DAYS = 1
 def starting_airflow(
     pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[], ModuleAirflow]]:
-    # the last day's reliability would wait out its lag (until tomorrow on a Monday)
-    with running_airflow(pg_server, tmp_path_factory.mktemp("airflow"), TELEMETRY_RELIABILITY_LAG_WINDOWS="0") as up:
+    with running_airflow(pg_server, tmp_path_factory.mktemp("airflow")) as up:
         yield up
 
 

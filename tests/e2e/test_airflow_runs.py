@@ -1,4 +1,4 @@
-"""End to end with a running Airflow (scheduler, LocalExecutor, triggerer, api-server), real dbt, GX and PostgreSQL.
+"""End to end with a running Airflow (scheduler, LocalExecutor, dag-processor, api-server), real dbt, GX, PostgreSQL.
 
 The module's Airflow builds one warehouse database, which each test recreates from the module's landed and
 built period (``tests.support.landed_week``) or from that period once its daily runs have built it too (the
@@ -46,9 +46,7 @@ def weekly_retention(old_day: dt.date) -> dict[str, str]:
     """
     keep_days = (dt.datetime.now(dt.UTC).date() - old_day).days - 1
     assert keep_days >= RetentionDays().message_samples
-    env = {f"TELEMETRY_RETENTION_{t.upper()}": str(keep_days) for t in RAW_TABLES}
-    env["TELEMETRY_RELIABILITY_LAG_WINDOWS"] = "0"
-    return env
+    return {f"TELEMETRY_RETENTION_{t.upper()}": str(keep_days) for t in RAW_TABLES}
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,8 @@ def starting_airflow(
     pg_server: local_postgres.PostgresServer, tmp_path_factory: pytest.TempPathFactory, broker: str
 ) -> Iterator[Callable[[], ModuleAirflow]]:
     workers = CeleryWorkers(broker, queue=f"e2e-{os.getpid()}-{uuid.uuid4().hex[:6]}", count=2)
-    # the last day's reliability would wait out its lag (until tomorrow on a Monday)
     tmp = tmp_path_factory.mktemp("airflow-celery")
-    with running_airflow(pg_server, tmp, celery=workers, TELEMETRY_RELIABILITY_LAG_WINDOWS="0") as up:
+    with running_airflow(pg_server, tmp, celery=workers) as up:
         yield up
 
 

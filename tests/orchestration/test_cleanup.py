@@ -90,7 +90,8 @@ def test_selection_per_part_and_family() -> None:
     assert selection(HOURLY, "marts").exclude == "tag:reliability"
     assert selection(DAILY, "reliability").select == "tag:daily,tag:reliability"
     family = selection(WEEKLY, "marts", "host_metrics")
-    assert family.select == "tag:weekly,fct_host_metrics_*" and family.exclude == "tag:reliability"
+    assert family.select == "tag:weekly,int_host_* tag:weekly,fct_host_metrics_*"
+    assert family.exclude == "tag:reliability"
     with pytest.raises(ValueError, match="unknown model family"):
         selection(WEEKLY, "marts", "nope")
 

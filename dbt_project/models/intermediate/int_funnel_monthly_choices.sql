@@ -1,0 +1,8 @@
+{{
+    config(
+        tags=['monthly'],
+    )
+}}
+
+-- Drill-down of fct_funnel_monthly: the attempt chosen per funnel, user and UTC calendar month.
+{{ funnel_calendar_choices('month') }}

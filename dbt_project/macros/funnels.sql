@@ -1,19 +1,16 @@
 {#-
   Funnel marts (docs/DESIGN.md item 4) from the chosen attempts of int_funnel_attempts.
 
-  `funnel_weekly_choices(where)`: per funnel, user and UTC week the chosen attempt, which is the
-  deepest of the user's daily chosen attempts of the week, the earliest entry on ties (the same
-  as choosing among all the week's attempts, since each day's choice is that day's deepest and
-  earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
-
-  `funnel_calendar_choices(grain)`: the same per funnel, user and UTC calendar month (quarter, year), for the
-  entry days of the periods of `grain` that overlap the run window (all when no window is set). A monthly run
-  reads int_funnel_attempts as the daily runs left it, so the month is rebuilt whole from its days, with no
-  late-arrival bookkeeping of its own: a day reopened by late events is rewritten by the daily run, and the
-  month by the next monthly run over it.
+  `funnel_period_choices(grain, where)`: per funnel, user and UTC week or calendar month (`grain`) the
+  chosen attempt, which is the deepest of the user's daily chosen attempts of the period, the earliest
+  entry on ties (the same as choosing among all the period's attempts, since each day's choice is that
+  day's deepest and earliest). `where` filters int_funnel_attempts (on entry_day, to keep the scan small).
+  A monthly run reads int_funnel_attempts as the daily runs left it, so the month is rebuilt whole from
+  its days, with no late-arrival bookkeeping of its own: a day reopened by late events is rewritten by
+  the daily run, and the month by the next monthly run over it.
 
   `funnel_chosen_in_window(period)`: what the marts of `period` ('day' or 'week') summarise: the
-  chosen attempts (per day; per week as funnel_weekly_choices) of the entry days, or weeks, that
+  chosen attempts (per day; per week as funnel_period_choices) of the entry days, or weeks, that
   int_funnel_attempts recomputed in this run (window_period_bounds, macros/product.sql), all of them
   when no window is set. The model declares its own dependency on `funnels`: the window, and with
   it this ref, is known only when the model runs, not when dbt parses it.
@@ -41,10 +38,12 @@
     estimate_reliable         at least 30 sampled users, or nothing sampled in the period's funnel
 -#}
 
-{% macro funnel_weekly_choices(where='true') -%}
+{% macro funnel_period_choices(grain, where='true') -%}
+    {%- set column = period_column(grain) %}
+    {%- set period = utc_date(period_start("attempts.entry_day::timestamp at time zone 'UTC'", grain)) %}
     select
         ranked.funnel,
-        ranked.week_start,
+        ranked.{{ column }},
         ranked.user_id,
         ranked.entry_event_id,
         ranked.entry_at,
@@ -59,42 +58,13 @@
     from (
         select
             attempts.*,
-            date_trunc('week', attempts.entry_day::timestamp)::date as week_start,
+            {{ period }} as {{ column }},
             row_number() over (
-                partition by attempts.funnel, attempts.user_id, date_trunc('week', attempts.entry_day::timestamp)
-                order by attempts.depth desc, attempts.entry_at, attempts.entry_event_id
-            ) as week_rank
-        from {{ ref('int_funnel_attempts') }} as attempts
-        where attempts.is_chosen and {{ where }}
-    ) as ranked
-    where ranked.week_rank = 1
-{%- endmacro %}
-
-{% macro funnel_calendar_choices(grain) -%}
-    {%- set column = period_column(grain) %}
-    select
-        ranked.funnel,
-        ranked.{{ column }},
-        ranked.user_id,
-        ranked.entry_event_id,
-        ranked.entry_at,
-        ranked.entry_day,
-        ranked.depth,
-        ranked.converted,
-        ranked.matched_event_ids,
-        ranked.step_seconds,
-        ranked.step_inclusion_rates,
-        ranked.is_immature
-    from (
-        select
-            attempts.*,
-            {{ utc_date(period_start("attempts.entry_day::timestamp at time zone 'UTC'", grain)) }} as {{ column }},
-            row_number() over (
-                partition by attempts.funnel, attempts.user_id, date_trunc('{{ grain }}', attempts.entry_day::timestamp)
+                partition by attempts.funnel, attempts.user_id, {{ period }}
                 order by attempts.depth desc, attempts.entry_at, attempts.entry_event_id
             ) as period_rank
         from {{ ref('int_funnel_attempts') }} as attempts
-        where attempts.is_chosen and {{ window_filter_date('attempts.entry_day', grain) }}
+        where attempts.is_chosen and {{ where }}
     ) as ranked
     where ranked.period_rank = 1
 {%- endmacro %}
@@ -103,10 +73,10 @@
     {%- set bounds = window_period_bounds(period) %}
     {%- if period == 'week' %}
     {%- if bounds is none %}
-    {{ funnel_weekly_choices() }}
+    {{ funnel_period_choices('week') }}
     {%- else %}
     {%- set earliest = bounds.lower - modules.datetime.timedelta(days=product_late_arrival_days() + 7) %}
-    {{ funnel_weekly_choices(
+    {{ funnel_period_choices('week',
         "attempts.entry_day >= '" ~ earliest.date().isoformat() ~ "'::date"
         ~ " and attempts.entry_day < '" ~ bounds.upper.date().isoformat() ~ "'::date"
         ~ " and date_trunc('week', attempts.entry_day::timestamp) in ("

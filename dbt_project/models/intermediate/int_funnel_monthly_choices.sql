@@ -5,4 +5,4 @@
 }}
 
 -- Drill-down of fct_funnel_monthly: the attempt chosen per funnel, user and UTC calendar month.
-{{ funnel_calendar_choices('month') }}
+{{ funnel_period_choices('month') }}

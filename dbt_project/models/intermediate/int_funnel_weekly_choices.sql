@@ -5,4 +5,4 @@
 }}
 
 -- Drill-down of fct_funnel_weekly: the attempt chosen per funnel, user and UTC week.
-{{ funnel_weekly_choices() }}
+{{ funnel_period_choices('week') }}

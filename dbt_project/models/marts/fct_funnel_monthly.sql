@@ -8,7 +8,7 @@
 -- depends_on: {{ ref('funnels') }}
 
 with chosen as (
-    {{ funnel_calendar_choices('month') }}
+    {{ funnel_period_choices('month', window_filter_date('attempts.entry_day', 'month')) }}
 ),
 
 summary as (

@@ -35,7 +35,7 @@ from collectors.dev.local_postgres import ScratchCluster
 from collectors.ingest import metrics
 from collectors.proto.telemetry.v1 import ingest_pb2 as pb
 from collectors.receiver.server import Receiver
-from collectors.senders.client import IngestClient, SpoolFullError, SpoolWriteError
+from collectors.senders.client import IngestClient, PushResult, SpoolFullError, SpoolWriteError
 from collectors.senders.client import spool as spool_module
 from collectors.senders.host.collector import HostCollector
 from collectors.senders.host.rollup import MinuteRollup
@@ -406,15 +406,6 @@ def test_a_poison_batch_is_answered_within_the_deadline_and_lands_whole(warehous
         with IngestClient(
             target, TOKEN, spool_dir=spool, attempts=1, timeout=timeout, max_batch_records=20_000
         ) as client:
-            # one refused value in 20,000 records: about two passes over the batch, well inside the deadline
-            started = time.monotonic()
-            one = client.push_product_events(_events(20_000, {12_345}, "one"))
-            one_seconds = time.monotonic() - started
-            assert (one.accepted, one.rejected, one.spooled_batches) == (19_999, 1, 0)
-            assert one.rejects[0][0] == 12_345 and one.rejects[0][1].startswith("refused by the database: ")
-            # every third record refused: more work than one deadline allows; each answer comes in time with the
-            # rest to resend, and the client resends it until all is stored or refused
-            many = set(range(0, 5_000, 3))
             calls: list[float] = []
             stub = client._calls["PushProductEvents"]
 
@@ -426,10 +417,32 @@ def test_a_poison_batch_is_answered_within_the_deadline_and_lands_whole(warehous
                     calls.append(time.monotonic() - started)
 
             client._calls["PushProductEvents"] = timed
-            result = client.push_product_events(_events(5_000, many, "many"))
-            while len(client.spool):  # what the resend rounds left, spooled: delivered by the next flushes
-                result.merge(client.flush_spool())
-            assert max(calls) < timeout and len(calls) > 1, calls  # never past the deadline; it had to resend
+
+            def push_until_settled(events: list[pb.ProductEvent]) -> PushResult:
+                """Push, then deliver what the resend rounds left spooled until every record is stored or
+                refused."""
+                result = client.push_product_events(events)
+                while len(client.spool):
+                    result.merge(client.flush_spool())
+                return result
+
+            # one refused value in 20,000 records: about two passes over the batch, usually in one answer; on
+            # a loaded machine the receiver may run out of time and answer with the rest to resend, but never
+            # past the deadline, and nothing is lost or landed twice
+            started = time.monotonic()
+            one = push_until_settled(_events(20_000, {12_345}, "one"))
+            one_seconds = time.monotonic() - started
+            one_calls = len(calls)
+            assert (one.accepted, one.rejected) == (19_999, 1)
+            assert len(one.rejects) == 1 and one.rejects[0][1].startswith("refused by the database: ")
+            if one_calls == 1:  # a resent remainder numbers its records afresh
+                assert one.rejects[0][0] == 12_345
+            # every third record refused: more work than one deadline allows; each answer comes in time with the
+            # rest to resend, and the client resends it until all is stored or refused
+            many = set(range(0, 5_000, 3))
+            result = push_until_settled(_events(5_000, many, "many"))
+            many_calls = len(calls) - one_calls
+            assert max(calls) < timeout and many_calls > 1, calls  # never past the deadline; it had to resend
             assert (result.accepted, result.rejected) == (5_000 - len(many), len(many))
             newer = client.push_product_events(_events(10, set(), "newer"))  # nothing is wedged behind it
             assert newer.accepted == 10 and newer.spooled_batches == 0
@@ -447,7 +460,8 @@ def test_a_poison_batch_is_answered_within_the_deadline_and_lands_whole(warehous
     report_figures(
         "fault.poison_batch",
         one_refused_in_20000_seconds=round(one_seconds, 2),
-        third_refused_calls=len(calls),
+        one_refused_calls=one_calls,
+        third_refused_calls=many_calls,
         slowest_call_seconds=round(max(calls), 2),
         client_deadline_seconds=timeout,
         records_deferred_and_resent=deferred,

@@ -104,7 +104,9 @@ def test_client_spools_while_receiver_is_down_and_delivers_later_without_duplica
     with IngestClient(
         f"127.0.0.1:{port}", TOKEN, spool_dir=spool_dir, attempts=2, backoff=0.05, max_backoff=0.5, timeout=2
     ) as client:
-        first = client.push_message_samples([records.sample(f"a{i}") for i in range(30)])
+        # made once: a sample made again in the next minute would carry another sent_at, so another key
+        spooled = [records.sample(f"a{i}") for i in range(30)]
+        first = client.push_message_samples(spooled)
         second = client.push_message_samples([records.sample(f"b{i}") for i in range(30)])
         assert (first.spooled_batches, second.spooled_batches) == (1, 1)
         assert len(client.spool) == 2
@@ -112,7 +114,7 @@ def test_client_spools_while_receiver_is_down_and_delivers_later_without_duplica
 
         receiver_process(port=port)
         grpc.channel_ready_future(client.channel).result(timeout=10)  # reconnects within max_backoff
-        third = client.push_message_samples([records.sample(f"c{i}") for i in range(30)] + [records.sample("a0")])
+        third = client.push_message_samples([records.sample(f"c{i}") for i in range(30)] + [spooled[0]])
         assert len(client.spool) == 0
         # the two spooled batches were delivered first, then the new one (whose a0 is a duplicate)
         assert (third.accepted, third.duplicates, third.delivered_batches) == (90, 1, 3)

@@ -129,6 +129,8 @@ class Settings(BaseSettings):
 
     # Partitions created ahead of time, in days
     partitions_ahead_days: int = Field(3, ge=1)
+    # How long the weekly cleanup keeps an expired partition detached (restorable) before dropping it, in days
+    detached_grace_days: int = Field(7, ge=0)
 
     # Privacy, applied by the receiver's record rules (and so by the JSONL loader) before anything lands
     # comma-separated payload key paths to drop, e.g. "email,device.ip" (keys inside arrays are not looked into)

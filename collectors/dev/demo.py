@@ -174,13 +174,14 @@ def summary(url: str, truth_dir: Path, start: dt.datetime, end: dt.datetime, sin
             " where window_start = %s and started_at >= %s",
             (start, since),
         ).fetchone()
-        dropped = conn.execute(
-            "select count(*) from quality.cleanup_log where action = 'dropped' and logged_at >= %s", (since,)
+        detached = conn.execute(
+            "select count(*) from quality.cleanup_log where action = 'detached' and logged_at >= %s", (since,)
         ).fetchone()[0]
         verdict = "PASSED" if checks[0] and not checks[1] else "FAILED" if checks[1] else "not run"
         print(
             f"\nData quality (quality.validation_runs): {verdict}, {checks[0] - checks[1]} of {checks[0]} "
-            f"suites passed; raw partitions dropped by the cleanup: {dropped}"
+            f"suites passed; raw partitions detached by the cleanup: {detached} (dropped after the grace period; "
+            "telemetry-db partitions detached lists them)"
         )
 
 

@@ -258,21 +258,25 @@ def validate(cadence: str, **context: Any) -> list[dict[str, Any]]:
 
 
 @task
-def cleanup(cadence: str, validated: list[dict[str, Any]], **context: Any) -> list[str]:
-    """Drop the raw partitions ``validate`` passed that still hold exactly the rows it counted; log every decision.
-    Then delete the rejects older than their retention, counted per day, source and reason first."""
+def cleanup(cadence: str, validated: list[dict[str, Any]], **context: Any) -> dict[str, list[str]]:
+    """Drop the detached partitions whose grace period is over, then detach the raw partitions ``validate`` passed
+    that still hold exactly the rows it counted, to be dropped after ``TELEMETRY_DETACHED_GRACE_DAYS``; log every
+    decision. Then delete the rejects older than their retention, counted per day, source and reason first."""
     from collectors.config import Settings
-    from collectors.orchestration.cleanup import drop_partitions, plan_cleanup, prune_rejects
+    from collectors.orchestration.cleanup import detach_partitions, drop_expired_detached, plan_cleanup, prune_rejects
     from collectors.warehouse.db import connect
 
     _finished_window(cadence, context)
-    retention = Settings().retention
+    settings = Settings()
+    run = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
     with connect(warehouse_url()) as conn:
-        plan = plan_cleanup(conn, retention)
+        dropped = drop_expired_detached(conn, **run)
+        plan = plan_cleanup(conn, settings.retention)
         rows = {v["name"]: int(v["rows"]) for v in validated}
-        dropped = drop_partitions(conn, plan, rows, dag_id=context["dag"].dag_id, run_id=context["run_id"])
-        prune_rejects(conn, retention.rejects)
-    return [p.name for p in dropped]
+        grace = dt.timedelta(days=settings.detached_grace_days)
+        detached = detach_partitions(conn, plan, rows, grace=grace, **run)
+        prune_rejects(conn, settings.retention.rejects)
+    return {"detached": [p.name for p in detached], "dropped": [p.name for p in dropped]}
 
 
 @task

@@ -1,22 +1,29 @@
-"""The weekly cleanup: which raw partitions may go, and dropping them with a log.
+"""The weekly cleanup: which raw partitions may go, and detaching, then dropping them, with a log.
 
-A day's partition of a raw table is dropped only when (1) it is older than the table's retention,
+A day's partition of a raw table is detached only when (1) it is older than the table's retention,
 counted back from today (the same clock the receiver uses to refuse rows older than the retention, so
 no row can still be on its way into a partition that goes; whatever window the run has, today's and
-future partitions are never dropped), (2) every build it feeds is in ``quality.dbt_builds``, and (3)
-it holds exactly the rows it held when validation started: rows that landed since were never
-validated, so their partition stays (checked under an exclusive lock of the partition, so nothing can
-land between the check and the drop). Message samples also feed the reliability of the neighbouring
-windows (a receiver counts when it was seen before and after a window), so their neighbours must be
-built too. Validation of what is about to go happens in between (``collectors.orchestration.validation``); the DAG
-drops only partitions that were validated.
+future partitions are never dropped), (2) every build it feeds is in ``quality.dbt_builds``, (3) the
+newest build of each of those periods finished after the last batch that landed rows in the partition
+(``quality.ingest_batches``): rows that arrived late are in no mart yet, and (4) it holds exactly the
+rows it held when validation started: rows that landed since were never validated, so their partition
+stays (checked under an exclusive lock of the table, so nothing can land between the check and the
+detach). Message samples also feed the reliability of the neighbouring windows (a receiver counts when
+it was seen before and after a window), so their neighbours must be built too. Validation of what is
+about to go happens in between (``collectors.orchestration.validation``); the DAG detaches only
+partitions that were validated.
+
+Detaching is the first of two steps: the partition moves, whole, to the schema ``raw_detached``, where
+nothing reads it, and ``quality.cleanup_log`` records when it may be dropped (``drop_after``, a grace
+period later). A later cleanup drops it then; until then ``telemetry-db partitions reattach NAME`` puts
+it back (``reattach``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -27,7 +34,16 @@ from collectors.ingest import registry
 from collectors.ingest.registry import Feed
 from collectors.orchestration.cadences import CADENCES, Cadence
 from collectors.warehouse.db import RAW_TABLES
-from collectors.warehouse.partitions import Partition, partitions_older_than, utc_today
+from collectors.warehouse.partitions import (
+    DETACHED_SCHEMA,
+    Partition,
+    day_bounds,
+    detached_partitions,
+    log_cleanup,
+    partitions_older_than,
+    raw_table,
+    utc_today,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +64,23 @@ class CleanupPlan:
     keep: list[Kept] = field(default_factory=list)
 
 
-def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    return start, start + dt.timedelta(days=1)
-
-
-def _built_windows(conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime):
+def _built_windows(
+    conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
     rows = conn.execute(
-        "select window_start, window_end from quality.dbt_builds"
+        "select window_start, window_end, finished_at from quality.dbt_builds"
         " where cadence = %s and part = %s and window_start < %s and window_end > %s",
         (cadence, part, end, start),
     ).fetchall()
-    return [(s.astimezone(dt.UTC), e.astimezone(dt.UTC)) for s, e in rows]
+    return [(s.astimezone(dt.UTC), e.astimezone(dt.UTC), f.astimezone(dt.UTC)) for s, e, f in rows]
 
 
-def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[str]:
-    """Periods fed by ``table``'s partition for ``day`` that no recorded build covers."""
-    missing: list[str] = []
-    day_start, day_end = _day_bounds(day)
+def _fed_periods(
+    conn: psycopg.Connection, table: str, day: dt.date
+) -> Iterator[tuple[str, dt.datetime, dt.datetime | None]]:
+    """Each period fed by ``table``'s partition for ``day``, named, with when its newest build finished (None:
+    never built)."""
+    day_start, day_end = day_bounds(day)
     for feed in FEEDS[table]:
         cadence: Cadence = CADENCES[feed.cadence]
         start, end = day_start, day_end
@@ -73,9 +88,38 @@ def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[s
             start, end = cadence.shift(start, -1), cadence.shift(end)
         built = _built_windows(conn, feed.cadence, feed.part, start, end)
         for period in cadence.periods(start, end):
-            if not any(s <= period and cadence.shift(period) <= e for s, e in built):
-                missing.append(f"{feed.cadence} {feed.part} {period.isoformat()}")
-    return missing
+            finished = [f for s, e, f in built if s <= period and cadence.shift(period) <= e]
+            yield f"{feed.cadence} {feed.part} {period.isoformat()}", period, max(finished, default=None)
+
+
+def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[str]:
+    """Periods fed by ``table``'s partition for ``day`` that no recorded build covers."""
+    return [name for name, _, finished in _fed_periods(conn, table, day) if finished is None]
+
+
+def last_arrival(conn: psycopg.Connection, table: str, day: dt.date) -> dt.datetime | None:
+    """When the last batch that landed rows of ``day`` in ``table`` was received (None: the ingest ledger has
+    none, e.g. rows written by hand)."""
+    # a batch lands no rows dated after it was received (the receiver refuses rows far in the future), so only
+    # batches received since the day began can hold its rows: the received_at index bounds the scan
+    since = day_bounds(day)[0] - dt.timedelta(days=1)
+    (arrived,) = conn.execute(
+        "select max(received_at) from quality.ingest_batches"
+        " where source = %s and received_at >= %s and accepted_by_day ? %s",
+        (table, since, day.isoformat()),
+    ).fetchone()
+    return None if arrived is None else arrived.astimezone(dt.UTC)
+
+
+def stale_builds(conn: psycopg.Connection, table: str, day: dt.date, arrived: dt.datetime) -> list[str]:
+    """Periods fed by ``table``'s partition for ``day`` whose newest build finished before ``arrived`` (when rows
+    of the day last arrived): those rows are in no mart yet."""
+    return [name for name, _, finished in _fed_periods(conn, table, day) if finished is not None and finished < arrived]
+
+
+def _listed(items: list[str]) -> str:
+    more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+    return ", ".join(items[:3]) + more
 
 
 def plan_cleanup(
@@ -93,9 +137,15 @@ def plan_cleanup(
             if partition.day >= today:
                 continue
             missing = missing_builds(conn, table, partition.day)
+            arrived = None if missing else last_arrival(conn, table, partition.day)
+            stale = stale_builds(conn, table, partition.day, arrived) if arrived else []
             if missing:
-                more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
-                plan.keep.append(Kept(partition, "not aggregated yet: " + ", ".join(missing[:3]) + more))
+                plan.keep.append(Kept(partition, "not aggregated yet: " + _listed(missing)))
+            elif stale:
+                when = arrived.isoformat() if arrived else ""
+                plan.keep.append(
+                    Kept(partition, f"rows arrived at {when} after the last build of {_listed(stale)}; rebuild first")
+                )
             else:
                 plan.drop.append(partition)
     return plan
@@ -109,21 +159,23 @@ def count_rows(conn: psycopg.Connection, partitions: Iterable[Partition]) -> dic
     }
 
 
-def drop_partitions(
+def detach_partitions(
     conn: psycopg.Connection,
     plan: CleanupPlan,
     validated: Mapping[str, int],
     *,
+    grace: dt.timedelta,
     dag_id: str | None = None,
     run_id: str | None = None,
 ) -> list[Partition]:
-    """Drop the planned partitions that were validated (``validated``: partition name -> rows it held when
-    validation started) and still hold exactly those rows; log every decision in quality.cleanup_log.
+    """Detach the planned partitions that were validated (``validated``: partition name -> rows it held when
+    validation started) and still hold exactly those rows, moving them to ``raw_detached`` to be dropped after
+    ``grace``; log every decision in quality.cleanup_log.
 
     One transaction per partition: a failure part-way leaves the log true to what happened.
     """
     today = utc_today()
-    dropped: list[Partition] = []
+    detached: list[Partition] = []
     decisions = [(p, None) for p in plan.drop] + [(k.partition, k.reason) for k in plan.keep]
     for partition, kept_because in decisions:
         with conn.transaction():
@@ -133,26 +185,45 @@ def drop_partitions(
             if reason is None and partition.day >= today:
                 reason = "today's and future partitions are never dropped"
             if reason is None:
-                # nothing lands in it while the lock is held, and what landed before is counted
-                target = sql.Identifier("raw", partition.name)
-                conn.execute(sql.SQL("lock table {} in access exclusive mode").format(target))
-                rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+                # The table first, then its partition: the order an insert takes them in, so the two never wait
+                # on each other; nothing lands in it while the locks are held, and what landed before is counted.
+                conn.execute(sql.SQL("lock table {} in access exclusive mode").format(raw_table(partition.table)))
+                rows = conn.execute(sql.SQL("select count(*) from {}").format(raw_table(partition.name))).fetchone()[0]
                 if rows != validated[partition.name]:
                     reason = (
                         f"rows arrived after validation ({validated[partition.name]} were validated, {rows} are "
                         "there now); the next validation covers them"
                     )
-            action = "kept" if reason is not None else "dropped"
-            if action == "dropped":
-                conn.execute(sql.SQL("drop table raw.{}").format(sql.Identifier(partition.name)))
-                dropped.append(partition)
-                reason = "older than retention, aggregated and validated"
-            conn.execute(
-                "insert into quality.cleanup_log (dag_id, run_id, table_name, partition_name, day, action, reason)"
-                " values (%s, %s, %s, %s, %s, %s, %s)",
-                (dag_id, run_id, partition.table, partition.name, partition.day, action, reason),
-            )
+            drop_after = None
+            if reason is None:
+                table, name = raw_table(partition.table), raw_table(partition.name)
+                conn.execute(sql.SQL("alter table {} detach partition {}").format(table, name))
+                conn.execute(sql.SQL("alter table {} set schema {}").format(name, sql.Identifier(DETACHED_SCHEMA)))
+                (drop_after,) = conn.execute("select now() + %s", (grace,)).fetchone()
+                detached.append(partition)
+                reason = "older than retention, aggregated and validated; kept detached until drop_after"
+            action = "kept" if drop_after is None else "detached"
+            log_cleanup(conn, partition, action, reason, dag_id, run_id, drop_after)
         log.info("%s raw.%s (%s)", action, partition.name, reason)
+    return detached
+
+
+def drop_expired_detached(
+    conn: psycopg.Connection, *, now: dt.datetime | None = None, dag_id: str | None = None, run_id: str | None = None
+) -> list[Partition]:
+    """Drop the detached partitions whose grace period is over (``drop_after`` before ``now``, default: the
+    database's clock); log each."""
+    (clock,) = conn.execute("select now()").fetchone() if now is None else (now,)
+    dropped: list[Partition] = []
+    for entry in detached_partitions(conn):
+        if entry.drop_after is None or entry.drop_after > clock:
+            continue
+        with conn.transaction():
+            conn.execute(sql.SQL("drop table {}").format(sql.Identifier(DETACHED_SCHEMA, entry.partition.name)))
+            reason = f"detached, and its grace period ended at {entry.drop_after.isoformat()}"
+            log_cleanup(conn, entry.partition, "dropped", reason, dag_id, run_id)
+        log.info("dropped raw_detached.%s (%s)", entry.partition.name, reason)
+        dropped.append(entry.partition)
     return dropped
 
 

@@ -9,7 +9,13 @@ from collectors.config import Settings
 from collectors.warehouse.db import RAW_TABLES, connect
 from collectors.warehouse.maintenance import prepare_database
 from collectors.warehouse.migrate import upgrade
-from collectors.warehouse.partitions import ensure_partitions, partitions_older_than
+from collectors.warehouse.partitions import (
+    ReattachError,
+    detached_partitions,
+    ensure_partitions,
+    partitions_older_than,
+    reattach,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     expired = actions.add_parser("expired", help="list partitions older than the retention (drops nothing)")
     expired.add_argument("--table", choices=RAW_TABLES, help="one table (default: all)")
     expired.add_argument("--days", type=int, help="age in days (default: the table's retention)")
+    actions.add_parser(
+        "detached",
+        help="list the partitions the weekly cleanup detached and when each will be dropped",
+    )
+    reattach = actions.add_parser(
+        "reattach",
+        help="put a detached partition back into its raw table, whole (before its drop_after)",
+        description="Put a partition the weekly cleanup detached back into its raw table with every row it held. "
+        "Rebuild the windows it feeds afterwards if its rows changed.",
+    )
+    reattach.add_argument("name", help="the partition, e.g. message_samples_p20260105 (see: partitions detached)")
     return parser
 
 
@@ -50,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
                 conn, settings.retention, ahead_days=settings.partitions_ahead_days, back_days=args.back
             )
         print("partitions created: " + ", ".join(f"{t}={n}" for t, n in created.items()))
+    elif args.action == "detached":
+        with connect(settings.database_url) as conn:
+            for entry in detached_partitions(conn):
+                when = entry.drop_after.isoformat() if entry.drop_after else "never (detached by hand)"
+                print(f"raw_detached.{entry.partition.name}\t{entry.partition.day}\tdropped after {when}")
+    elif args.action == "reattach":
+        with connect(settings.database_url) as conn:
+            try:
+                partition = reattach(conn, args.name)
+            except ReattachError as why:
+                print(f"error: {why}", file=sys.stderr)
+                return 2
+        print(f"raw.{partition.name} is attached to raw.{partition.table} again ({partition.day})")
     else:
         with connect(settings.database_url) as conn:
             for table in [args.table] if args.table else RAW_TABLES:

@@ -164,7 +164,8 @@ def test_a_weekly_run_over_clean_data_drops_exactly_the_partitions_past_the_rete
     assert set(before) - set(after) == expired
     assert set(after) == {name for name, day in before.items() if day >= cutoff}
     with psycopg.connect(url) as conn:
-        logged = conn.execute("select partition_name from quality.cleanup_log where action = 'dropped'").fetchall()
+        logged = conn.execute("select partition_name from quality.cleanup_log where action = 'detached'").fetchall()
+        waiting = conn.execute("select count(*) from pg_tables where schemaname = 'raw_detached'").fetchone()[0]
         passed = conn.execute("select bool_and(success), count(*) from quality.validation_runs").fetchone()
         kept_rows = conn.execute(
             "select count(*) from raw.minute_snapshots where minute >= %s", (landed_week.window_start,)
@@ -173,6 +174,7 @@ def test_a_weekly_run_over_clean_data_drops_exactly_the_partitions_past_the_rete
             "select part, window_start, window_end from quality.dbt_builds where run_id = %s", (run_id,)
         ).fetchall()
     assert {row[0] for row in logged} == expired and len(logged) == len(expired)
+    assert waiting == len(expired)  # detached, kept for the grace period
     assert passed[0] is True and passed[1] > 0
     assert kept_rows == monday_rows > 0
     window = (landed_week.window_start, landed_week.window_end)
@@ -299,7 +301,9 @@ def test_a_weekly_run_over_a_corrupt_row_fails_and_drops_nothing(
     assert "data validation failed; nothing will be dropped" in log and "battles_lobby" in log
     with psycopg.connect(url) as conn:
         after = conn.execute("select count(*) from pg_inherits").fetchone()[0]
-        dropped = conn.execute("select count(*) from quality.cleanup_log where action = 'dropped'").fetchone()[0]
+        dropped = conn.execute(
+            "select count(*) from quality.cleanup_log where action in ('detached', 'dropped')"
+        ).fetchone()[0]
         failed = conn.execute(
             "select asset, failures::text, data_docs_path from quality.validation_runs where not success"
         ).fetchall()

@@ -61,6 +61,21 @@ def default_dbt_project() -> Path:
     return CHECKOUT / "dbt_project" if CHECKOUT is not None else PACKAGE_DIR / "dbt_project"
 
 
+class MartRetentionDays(BaseSettings):
+    """How long the marts keep their rows per grain, in days (TELEMETRY_MART_RETENTION_<GRAIN>): the weekly cleanup
+    deletes older periods once the coarser rows built from them exist (collectors.orchestration.mart_retention)."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEMETRY_MART_RETENTION_", extra="ignore")
+
+    hourly: int = Field(30, ge=1)
+    daily: int = Field(90, ge=1)
+    weekly: int = Field(180, ge=1)
+    monthly: int = Field(365, ge=1)
+
+    def for_grain(self, grain: str) -> int:
+        return int(getattr(self, grain))
+
+
 class _Retention(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TELEMETRY_RETENTION_", extra="ignore")
 
@@ -157,6 +172,7 @@ class Settings(BaseSettings):
     sampling_salt: SecretStr = SecretStr("")
 
     retention: RetentionDays = Field(default_factory=RetentionDays)
+    mart_retention: MartRetentionDays = Field(default_factory=MartRetentionDays)
 
     # Orchestration (Airflow DAGs)
     # The DAGs' start_date: with catchup on, unpausing a DAG schedules every interval from here on.

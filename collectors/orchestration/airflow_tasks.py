@@ -261,22 +261,35 @@ def validate(cadence: str, **context: Any) -> list[dict[str, Any]]:
 def cleanup(cadence: str, validated: list[dict[str, Any]], **context: Any) -> dict[str, list[str]]:
     """Drop the detached partitions whose grace period is over, then detach the raw partitions ``validate`` passed
     that still hold exactly the rows it counted, to be dropped after ``TELEMETRY_DETACHED_GRACE_DAYS``; log every
-    decision. Then delete the rejects older than their retention, counted per day, source and reason first."""
+    decision. Then delete the rejects older than their retention, counted per day, source and reason first, and the
+    mart rows past their grain's retention whose coarser rows are built (``TELEMETRY_MART_RETENTION_<GRAIN>``)."""
     from collectors.config import Settings
+    from collectors.orchestration.builds import project_manifest
+    from collectors.orchestration.cadences import CADENCES
     from collectors.orchestration.cleanup import detach_partitions, drop_expired_detached, plan_cleanup, prune_rejects
+    from collectors.orchestration.mart_retention import mart_tables, prune_marts
     from collectors.warehouse.db import connect
 
     _finished_window(cadence, context)
     settings = Settings()
+    url = warehouse_url()
     run = {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
-    with connect(warehouse_url()) as conn:
+    manifest = project_manifest(
+        CADENCES[cadence], database_url=url, artefacts_dir=settings.artefacts_dir, settings=settings
+    )
+    with connect(url) as conn:
         dropped = drop_expired_detached(conn, **run)
         plan = plan_cleanup(conn, settings.retention)
         rows = {v["name"]: int(v["rows"]) for v in validated}
         grace = dt.timedelta(days=settings.detached_grace_days)
         detached = detach_partitions(conn, plan, rows, grace=grace, **run)
         prune_rejects(conn, settings.retention.rejects)
-    return {"detached": [p.name for p in detached], "dropped": [p.name for p in dropped]}
+        pruned = prune_marts(conn, mart_tables(manifest), settings.mart_retention, **run)
+    return {
+        "detached": [p.name for p in detached],
+        "dropped": [p.name for p in dropped],
+        "marts_pruned": [f"{p.table.name}: {p.rows} rows" for p in pruned],
+    }
 
 
 @task

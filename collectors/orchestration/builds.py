@@ -141,6 +141,14 @@ def build_part(
     return record
 
 
+def project_manifest(cadence: Cadence, *, database_url: str, artefacts_dir: Path, settings: Settings) -> dict:
+    """The dbt manifest, parsed in the cadence's target directory (where its builds left their saved parse)."""
+    with advisory_lock(database_url, DBT_LOCK):
+        return dbt.parse_manifest(
+            database_url=database_url, vars=dbt_vars(settings), target_path=artefacts_dir / "target" / cadence.name
+        )
+
+
 def _keep_run_results(target: Path, kept: Path) -> None:
     source = target / "run_results.json"
     if source.exists():

@@ -218,3 +218,10 @@ def build(
     if full_refresh:
         args.append("--full-refresh")
     return invoke(args, database_url=database_url, target_path=target_path, environment=window)
+
+
+def parse_manifest(*, database_url: str, vars: dict[str, Any] | None = None, target_path: Path | None = None) -> dict:
+    """The project's manifest (``dbt parse``, from the saved parse when nothing changed), as JSON."""
+    args = ["parse"] + (["--vars", json.dumps(vars, sort_keys=True)] if vars else [])
+    result = invoke(args, database_url=database_url, target_path=target_path)
+    return json.loads((result.target_path / "manifest.json").read_text())

@@ -10,6 +10,7 @@ the ledger the weekly cleanup reads before it drops raw data.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import shutil
@@ -73,6 +74,7 @@ class BuildRecord:
     nodes: int
     elapsed_seconds: float
     artefacts_path: Path
+    started_at: dt.datetime  # rows that land after this may be missing from the build (the reconcile planner)
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
@@ -109,6 +111,7 @@ def build_part(
     log.info("dbt build --select %r --exclude %r for %s", chosen.select, chosen.exclude, window)
     with advisory_lock(database_url, DBT_LOCK):
         (target / "run_results.json").unlink(missing_ok=True)  # never keep a previous run's results
+        started_at = _database_clock(database_url)
         try:
             result = dbt.build(
                 chosen.select,
@@ -134,11 +137,18 @@ def build_part(
                 dag_id=dag_id,
                 run_id=run_id,
             )
-    record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept)
+    record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept, started_at)
     log.info("built %d nodes in %.1f s; run results in %s", record.nodes, record.elapsed_seconds, kept)
     if family is None:
         _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh)
     return record
+
+
+def _database_clock(database_url: str) -> dt.datetime:
+    """Now by the database's clock, the one that stamps the ingest ledger's arrivals, so the two compare without
+    the skew of this machine's clock."""
+    with connect(database_url) as conn:
+        return conn.execute("select clock_timestamp()").fetchone()[0]
 
 
 def _keep_run_results(target: Path, kept: Path) -> None:
@@ -154,7 +164,8 @@ def _record(
     with connect(database_url) as conn:
         conn.execute(
             "insert into quality.dbt_builds (cadence, part, window_start, window_end, dag_id, run_id,"
-            " full_refresh, nodes, elapsed_seconds, artefacts_path) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " full_refresh, nodes, elapsed_seconds, artefacts_path, started_at)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 record.cadence,
                 record.part,
@@ -166,5 +177,6 @@ def _record(
                 record.nodes,
                 record.elapsed_seconds,
                 str(record.artefacts_path),
+                record.started_at,
             ),
         )

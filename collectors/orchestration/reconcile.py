@@ -1,0 +1,204 @@
+"""Which windows to build again, and why: the ingest ledger's arrivals against the build ledger's builds.
+
+A window of a cadence is planned when, within the look-back:
+
+* a part of its cadence was never built for it (``never built``, ``reliability part never built``);
+* it reads raw and rows of its hours arrived after its last build started (``late rows arrived ... after build
+  ...``): the build may have read the window before they landed;
+* it reads another cadence's tables and one of those windows was built after it (a daily range run after the
+  month was built), or is planned before it (a late day comes before its week and its month).
+
+Builds are compared by when they started, under the warehouse-wide dbt lock that serialises them, so a build that
+started before another also finished before it. The plan is in dependency order (every hour, then every day,
+week and month, each by start): building it in that order rebuilds what a window reads before the window. A
+window is due once the reliability lag after it has passed (the lag its DAG's sensor waits, for cadences with a
+reliability part); until then it is pending, the scheduled run's to finish, and listed but not built.
+
+``requested`` plans a range asked for (``telemetry-ops rebuild``) the same way: every window that overlaps it, in
+the same order, with the same lag.
+
+Pure: no database, no Airflow, no dbt (``reconcile_ledgers`` reads the ledgers, ``rebuild`` builds a plan).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from collectors.orchestration.cadences import CADENCES, RAW, Cadence, Window
+
+DEFAULT_LOOKBACK = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Rows of one raw table whose event times fall in ``[start, end)`` (an hour; a day for ledger rows older than
+    the hours), the latest of them landed at ``received_at``."""
+
+    table: str
+    start: dt.datetime
+    end: dt.datetime
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Build:
+    """A successful build of one part of a cadence over ``window`` (one period, or a range run's several)."""
+
+    cadence: str
+    part: str
+    window: Window
+    started_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A window to build again, why, and from when (the lag after it, and after what it reads)."""
+
+    cadence: Cadence
+    window: Window
+    reason: str
+    due_at: dt.datetime
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "cadence": self.cadence.name,
+            "window_start": self.window.start.isoformat(),
+            "window_end": self.window.end.isoformat(),
+            "reason": self.reason,
+            "due_at": self.due_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``due``: to build now, in this order; ``pending``: planned, but the lag after them has not passed."""
+
+    now: dt.datetime
+    since: dt.datetime
+    due: tuple[Planned, ...]
+    pending: tuple[Planned, ...]
+
+
+def _moment(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def due_at(cadence: Cadence, window: Window, lag_windows: float) -> dt.datetime:
+    """When a run of ``cadence`` for ``window`` can build all its parts: the window's end, plus the reliability
+    lag (in windows, as ``TELEMETRY_RELIABILITY_LAG_WINDOWS``) when the cadence builds reliability."""
+    if "reliability" not in cadence.parts or not lag_windows:
+        return window.end
+    return cadence.shift(window.end, lag_windows)  # type: ignore[arg-type]  # the sensor shifts by a float too
+
+
+def lookback_windows(cadence: Cadence, now: dt.datetime, lookback: dt.timedelta) -> list[Window]:
+    """The windows of ``cadence`` that overlap ``[now - lookback, now)`` and have ended."""
+    starts = cadence.periods(now - lookback, now)
+    return [w for w in (Window(s, cadence.shift(s)) for s in starts) if w.end <= now]
+
+
+def _overlaps(start: dt.datetime, end: dt.datetime, window: Window) -> bool:
+    return start < window.end and window.start < end
+
+
+def _reads(cadence: Cadence, window: Window, planned: dict[str, list[Planned]]) -> list[Planned]:
+    """The planned windows of the cadences ``cadence`` reads that overlap ``window``."""
+    return [
+        p for name in cadence.reads for p in planned.get(name, ()) if _overlaps(p.window.start, p.window.end, window)
+    ]
+
+
+def _stale(
+    cadence: Cadence, window: Window, upstream: list[Planned], arrivals: list[Arrival], builds: list[Build]
+) -> str | None:
+    """Why ``window`` must be built again, or None: it need not."""
+    covering = [
+        b for b in builds if b.cadence == cadence.name and b.window.start <= window.start and window.end <= b.window.end
+    ]
+    last = {part: max((b.started_at for b in covering if b.part == part), default=None) for part in cadence.parts}
+    missing = [part for part, started in last.items() if started is None]
+    if missing:
+        return "never built" if len(missing) == len(last) else f"{', '.join(missing)} part never built"
+    built = min(started for started in last.values() if started is not None)
+    if RAW in cadence.reads:
+        late = [a for a in arrivals if a.received_at > built and _overlaps(a.start, a.end, window)]
+        if late:
+            latest = max(late, key=lambda a: a.received_at)
+            tables = ", ".join(sorted({f"raw.{a.table}" for a in late}))
+            return f"late rows arrived {_moment(latest.received_at)} after build {_moment(built)} ({tables})"
+    newer = [
+        b
+        for b in builds
+        if b.cadence in cadence.reads
+        and b.part == "marts"
+        and b.started_at > built
+        and _overlaps(b.window.start, b.window.end, window)
+    ]
+    if newer:
+        latest = max(newer, key=lambda b: b.started_at)
+        return f"{latest.cadence} build of {latest.window} at {_moment(latest.started_at)} after build {_moment(built)}"
+    if upstream:
+        first = upstream[0]
+        return f"reads the {first.cadence.name} window {first.window}, planned before it"
+    return None
+
+
+def _plan(
+    now: dt.datetime,
+    since: dt.datetime,
+    lag_windows: float,
+    windows: Callable[[Cadence], list[Window]],
+    reason: Callable[[Cadence, Window, list[Planned]], str | None],
+) -> Plan:
+    """The ``windows`` of every cadence that have a ``reason``, each due once the lag after it, and after every
+    planned window it reads, has passed; in dependency order."""
+    planned: dict[str, list[Planned]] = {}
+    for cadence in CADENCES.values():  # finest first: what a cadence reads is planned before it
+        for window in windows(cadence):
+            upstream = _reads(cadence, window, planned)
+            why = reason(cadence, window, upstream)
+            if why is not None:
+                after = max([due_at(cadence, window, lag_windows), *(p.due_at for p in upstream)])
+                planned.setdefault(cadence.name, []).append(Planned(cadence, window, why, after))
+    ordered = [p for name in CADENCES for p in planned.get(name, ())]
+    return Plan(
+        now=now,
+        since=since,
+        due=tuple(p for p in ordered if p.due_at <= now),
+        pending=tuple(p for p in ordered if p.due_at > now),
+    )
+
+
+def plan(
+    arrivals: Iterable[Arrival],
+    builds: Iterable[Build],
+    *,
+    now: dt.datetime,
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
+    lag_windows: float = 1.0,
+) -> Plan:
+    """The windows, within ``lookback`` before ``now``, to build again, in dependency order (see the module)."""
+    arrived, built = list(arrivals), list(builds)
+    return _plan(
+        now,
+        now - lookback,
+        lag_windows,
+        lambda cadence: lookback_windows(cadence, now, lookback),
+        lambda cadence, window, upstream: _stale(cadence, window, upstream, arrived, built),
+    )
+
+
+def requested(start: dt.datetime, end: dt.datetime, *, now: dt.datetime, lag_windows: float = 1.0) -> Plan:
+    """Every window of every cadence that overlaps ``[start, end)``: the days asked for, their hours, and the weeks
+    and months that read them, in dependency order. Windows that have not ended, or whose lag has not passed, are
+    pending: their scheduled runs build them."""
+    asked = f"asked for [{_moment(start)}, {_moment(end)})"
+    return _plan(
+        now,
+        start,
+        lag_windows,
+        lambda cadence: [Window(s, cadence.shift(s)) for s in cadence.periods(start, end)],
+        lambda cadence, window, upstream: asked,
+    )

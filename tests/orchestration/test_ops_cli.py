@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -174,3 +175,34 @@ def test_consecutive_windows_of_a_cadence_are_one_range() -> None:
         Window(at("2026-05-30T00:00:00Z"), at("2026-05-31T00:00:00Z")),
         Window(at("2026-06-01T00:00:00Z"), at("2026-06-02T00:00:00Z")),
     ]
+
+
+@pytest.mark.slow
+def test_rebuild_builds_every_grain_of_a_day_with_dbt_and_again_changes_nothing(
+    warehouse_url: str, db: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEMETRY_ARTEFACTS_DIR", str(tmp_path / "artefacts"))
+    # the first of last month: its week and its month have ended, and the lags after them have passed
+    day = (dt.datetime.now(dt.UTC).date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    db.execute("select raw.ensure_partitions('minute_snapshots', %s, %s)", (day, day))
+    for minute in range(3):
+        db.execute(
+            "insert into raw.minute_snapshots (server_id, minute, battles_total, battles_lobby, battles_in_progress,"
+            " player, menu, total) values ('s1', %s, 1, 0, 1, '{1, 2}', '{}', '{1, 2}')",
+            (dt.datetime.combine(day, dt.time(0, minute), tzinfo=dt.UTC),),
+        )
+    args = ["--database-url", warehouse_url, "rebuild", "--from", day.isoformat()]
+    args += ["--to", (day + dt.timedelta(days=1)).isoformat()]
+    marts = "select " + ", ".join(
+        f"(select jsonb_agg(t) from marts.fct_telemetry_{grain} as t)" for grain in ("day", "week", "month")
+    )
+    assert main(args) == 0
+    first = db.execute(marts).fetchone()
+    assert [(d["day"], d["minutes_observed"]) for d in first[0]] == [(day.isoformat(), 3)]
+    assert len(first[1]) == 1 and first[2][0]["month_start"] == day.isoformat()
+    ledger = "select cadence, part, count(*) from quality.dbt_builds where dag_id = 'telemetry-ops' group by 1, 2"
+    assert sorted(db.execute(ledger).fetchall()) == sorted(
+        (c.name, part, 1) for c in CADENCES.values() for part in c.parts
+    )
+    assert main(args) == 0
+    assert db.execute(marts).fetchone() == first

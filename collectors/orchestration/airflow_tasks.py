@@ -317,7 +317,7 @@ def reconcile_params() -> dict[str, Param]:
             None,
             type=["null", "string"],
             enum=[None, *sorted(MODEL_FAMILIES)],
-            description="Rebuild on demand: only this model family (not recorded in quality.dbt_builds).",
+            description="Rebuild on demand: only this model family (recorded with it; it covers no window).",
         ),
     }
 

@@ -4,8 +4,9 @@ The marts of a cadence are built in two parts: ``marts`` (everything tagged with
 except reliability) right after the window ends, and ``reliability`` once the configured lag has
 passed (a receiver only counts when it was seen after the window, docs/DESIGN.md item 3). Each part
 is one in-process ``dbt build`` under a warehouse-wide advisory lock, its ``run_results.json`` is
-kept per DAG run, and a successful build of a whole part is recorded in ``quality.dbt_builds``,
-the ledger the weekly cleanup reads before it drops raw data.
+kept per DAG run, and a successful build is recorded in ``quality.dbt_builds``, the ledger the
+weekly cleanup reads before it drops raw data (only builds of a whole part, not of one model family,
+cover a window there).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def build_part(
     """Build one part of ``cadence`` for ``window``; keep its run results; record it in the ledger.
 
     Raises ``collectors.orchestration.dbt_runner.DbtBuildError`` naming the failed nodes (its run results are kept too).
-    A build restricted to one ``family`` is not recorded as covering the window.
+    A build restricted to one ``family`` is recorded with it, which covers no window: its other models were not built.
     """
     chosen = selection(cadence, part, family)
     target = artefacts_dir / "target" / cadence.name  # shared per cadence: dbt's parse cache lives here
@@ -139,8 +140,7 @@ def build_part(
             )
     record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept, started_at)
     log.info("built %d nodes in %.1f s; run results in %s", record.nodes, record.elapsed_seconds, kept)
-    if family is None:
-        _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh)
+    _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh, family=family)
     return record
 
 
@@ -159,13 +159,19 @@ def _keep_run_results(target: Path, kept: Path) -> None:
 
 
 def _record(
-    database_url: str, record: BuildRecord, *, dag_id: str | None, run_id: str | None, full_refresh: bool
+    database_url: str,
+    record: BuildRecord,
+    *,
+    dag_id: str | None,
+    run_id: str | None,
+    full_refresh: bool,
+    family: str | None,
 ) -> None:
     with connect(database_url) as conn:
         conn.execute(
             "insert into quality.dbt_builds (cadence, part, window_start, window_end, dag_id, run_id,"
-            " full_refresh, nodes, elapsed_seconds, artefacts_path, started_at)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " full_refresh, nodes, elapsed_seconds, artefacts_path, started_at, family)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 record.cadence,
                 record.part,
@@ -178,5 +184,6 @@ def _record(
                 record.elapsed_seconds,
                 str(record.artefacts_path),
                 record.started_at,
+                family,
             ),
         )

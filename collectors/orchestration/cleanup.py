@@ -56,7 +56,7 @@ def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 def _built_windows(conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime):
     rows = conn.execute(
         "select window_start, window_end from quality.dbt_builds"
-        " where cadence = %s and part = %s and window_start < %s and window_end > %s",
+        " where cadence = %s and part = %s and family is null and window_start < %s and window_end > %s",
         (cadence, part, end, start),
     ).fetchall()
     return [(s.astimezone(dt.UTC), e.astimezone(dt.UTC)) for s, e in rows]

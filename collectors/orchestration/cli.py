@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--family",
         choices=sorted(MODEL_FAMILIES),
-        help="only this model family (not recorded in quality.dbt_builds: it does not cover the window)",
+        help="only this model family (recorded with it in quality.dbt_builds, where it covers no window)",
     )
     rebuild.add_argument("--dry-run", action="store_true", help="print the builds; build nothing")
     rebuild.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -29,11 +29,12 @@ where b.received_at >= %(since)s and b.accepted_by_hour is null
 group by 1, 2
 """
 
+# Only builds of a whole part cover a window: a family rebuild left the other models as they were.
 BUILDS = """
 select cadence, part, window_start, window_end,
        coalesce(started_at, finished_at - make_interval(secs => elapsed_seconds))
 from quality.dbt_builds
-where window_end > %(since)s
+where family is null and window_end > %(since)s
 """
 
 

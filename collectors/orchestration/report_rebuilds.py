@@ -21,7 +21,7 @@ from collectors.orchestration.report_monitors import _part
 REBUILT_LIMIT = 30  # builds on the page, newest first
 
 REBUILT_QUERY = """
-select cadence, part, window_start, window_end, dag_id, run_id, finished_at
+select cadence, part, window_start, window_end, dag_id, run_id, finished_at, family
 from quality.dbt_builds
 where dag_id = any(%(rebuilders)s)
 order by finished_at desc
@@ -38,6 +38,7 @@ class Rebuilt:
     dag_id: str
     run_id: str | None
     finished_at: dt.datetime
+    family: str | None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class Rebuilt:
             "dag_id": self.dag_id,
             "run_id": self.run_id,
             "finished_at": self.finished_at.isoformat(),
+            "family": self.family,
         }
 
 

@@ -109,9 +109,13 @@ def test_the_migration_goes_down_and_up_again_keeping_the_ledgers(warehouse_url:
         "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds, started_at)"
         " values ('daily', 'marts', '2026-01-01Z', '2026-01-02Z', 1, 1, '2026-01-02T00:00:01Z')"
     )
+    db.execute(
+        "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds, family)"
+        " values ('daily', 'marts', '2026-01-01Z', '2026-01-02Z', 1, 1, 'day_log')"
+    )
     command.downgrade(alembic_config(warehouse_url), "0009_monthly_builds")
     assert db.execute("select accepted_by_day from quality.ingest_batches").fetchall() == [({"2026-01-01": 1},)]
-    assert db.execute("select count(*) from quality.dbt_builds").fetchone() == (1,)
+    assert db.execute("select count(*) from quality.dbt_builds").fetchone() == (1,)  # a family's covered nothing
     upgrade(warehouse_url)
     assert db.execute("select accepted_by_hour from quality.ingest_batches").fetchall() == [(None,)]
     assert db.execute("select started_at from quality.dbt_builds").fetchall() == [(None,)]

@@ -27,3 +27,6 @@ def test_a_build_is_recorded_with_the_moment_it_started(
     started, finished = db.execute("select started_at, finished_at from quality.dbt_builds").fetchone()
     assert started == record.started_at
     assert before <= started and (finished - started).total_seconds() >= 0.05
+    # a build of one family is recorded with it
+    builds.build_part(DAILY, "marts", window, database_url=warehouse_url, artefacts_dir=tmp_path, family="day_log")
+    assert db.execute("select family from quality.dbt_builds order by build_id").fetchall() == [(None,), ("day_log",)]

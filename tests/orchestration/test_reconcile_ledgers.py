@@ -73,11 +73,13 @@ def test_builds_start_when_recorded_and_older_ones_at_their_end_less_their_time(
     build(db, "weekly", "reliability", WEEK_BEFORE, None, "2026-12-21T00:01:30Z")
     # November ends where the earliest window the look-back reaches (December) starts
     build(db, "monthly", "marts", NOVEMBER, None, "2026-12-01T00:01:30Z")
+    build(db, "daily", "marts", DAY, "2026-12-18T00:00:00Z", "2026-12-18T00:01:00Z")
+    db.execute("update quality.dbt_builds set family = 'day_log' where started_at = '2026-12-18T00:00:00Z'")
     _, builds = read_ledgers(db, now=NOW, lookback=WEEK, max_future=FUTURE)
     assert sorted(builds, key=lambda b: b.window.start) == [
         Build("weekly", "reliability", WEEK_BEFORE, at("2026-12-21T00:00:00Z")),  # finished 90 s later
         Build("daily", "marts", DAY, at("2026-12-16T00:00:05Z")),
-    ]
+    ]  # and not the build of one family, which covers no window
 
 
 def test_a_plan_from_the_ledgers(db: psycopg.Connection) -> None:

@@ -1,4 +1,5 @@
-"""The ingest ledger says which hours a batch landed rows in; the build ledger says when a build started.
+"""The ingest ledger says which hours a batch landed rows in; the build ledger when a build started, and which
+model family a build was restricted to.
 
 Revision ID: 0010_ledger_hours
 Revises: 0009_monthly_builds
@@ -21,13 +22,16 @@ alter table quality.ingest_batches add column accepted_by_hour jsonb;
 comment on column quality.ingest_batches.accepted_by_hour is
     'rows accepted per UTC hour of the partition column, {"2026-01-01T05:00:00+00:00": n}; null on rows older than '
     'the column (use accepted_by_day)';
-alter table quality.dbt_builds add column started_at timestamptz;
+alter table quality.dbt_builds add column started_at timestamptz, add column family text;
 comment on column quality.dbt_builds.started_at is
     'when the build took the dbt lock and started; null on rows older than the column';
+comment on column quality.dbt_builds.family is
+    'the one model family the build was restricted to; null: the whole part, the only builds that cover a window';
 """
 
 DOWNGRADE = r"""
-alter table quality.dbt_builds drop column started_at;
+delete from quality.dbt_builds where family is not null;
+alter table quality.dbt_builds drop column family, drop column started_at;
 alter table quality.ingest_batches drop column accepted_by_hour;
 """
 

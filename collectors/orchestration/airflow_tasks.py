@@ -194,16 +194,14 @@ def check_source_freshness(cadence: str, **context: Any) -> dict[str, str]:
 
 def _build(cadence: str, part: str, context: dict[str, Any]) -> dict[str, Any]:
     from collectors.config import Settings
-    from collectors.orchestration.builds import build_part
+    from collectors.orchestration.rebuild import Step, build_step
 
     params = context.get("params") or {}
     family = params.get("full_refresh_family") or None
-    record = build_part(
-        CADENCES[cadence],
-        part,
-        run_window(context, CADENCES[cadence]),
+    record = build_step(
+        Step(CADENCES[cadence], part, run_window(context, CADENCES[cadence])),
         database_url=warehouse_url(),
-        artefacts_dir=Settings().artefacts_dir,
+        settings=Settings(),
         dag_id=context["dag"].dag_id,
         run_id=context["run_id"],
         family=family,

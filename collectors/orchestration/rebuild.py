@@ -17,6 +17,7 @@ from collectors.orchestration.reconcile import Planned
 
 if TYPE_CHECKING:  # the reconcile DAG file imports this module when it is parsed: nothing heavy at import
     from collectors.config import Settings
+    from collectors.orchestration.builds import BuildRecord
 
 # what the rebuilds record as their dag_id in quality.dbt_builds: the telemetry-ops CLI and the reconcile DAG
 OPS_DAG_ID = "telemetry-ops"
@@ -61,13 +62,20 @@ def steps(planned: Iterable[Planned]) -> list[Step]:
 
 
 def build_step(
-    step: Step, *, database_url: str, settings: Settings, dag_id: str, run_id: str, family: str | None = None
-) -> None:
-    """Build ``step`` as a DAG's dbt task builds its run's part (``collectors.orchestration.builds.build_part``),
-    recorded in the build ledger unless restricted to one ``family``."""
+    step: Step,
+    *,
+    database_url: str,
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    family: str | None = None,
+    full_refresh: bool = False,
+) -> BuildRecord:
+    """Build ``step`` (``collectors.orchestration.builds.build_part``): what the cadence DAGs' dbt tasks do for
+    their run's window and part, and what the rebuilds do for each of theirs."""
     from collectors.orchestration.builds import build_part
 
-    build_part(
+    return build_part(
         step.cadence,
         step.part,
         step.window,
@@ -76,6 +84,7 @@ def build_step(
         dag_id=dag_id,
         run_id=run_id,
         family=family,
+        full_refresh=full_refresh,
         settings=settings,
     )
 

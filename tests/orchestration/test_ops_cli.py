@@ -15,6 +15,8 @@ from collectors.orchestration.cadences import CADENCES, Cadence, Window, parse_i
 from collectors.orchestration.cli import main
 from collectors.orchestration.rebuild import steps
 from collectors.orchestration.reconcile import requested
+from collectors.senders.client import IngestClient
+from tests.support import records
 
 NOW = "2026-12-20T12:30:00Z"
 
@@ -206,3 +208,51 @@ def test_rebuild_builds_every_grain_of_a_day_with_dbt_and_again_changes_nothing(
     )
     assert main(args) == 0
     assert db.execute(marts).fetchone() == first
+
+
+@pytest.mark.slow
+def test_late_rows_landed_by_the_receiver_are_planned_and_reconcile_brings_them_into_the_marts(
+    warehouse_url: str,
+    db: psycopg.Connection,
+    client: IngestClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TELEMETRY_ARTEFACTS_DIR", str(tmp_path / "artefacts"))
+    monkeypatch.setenv("TELEMETRY_RELIABILITY_LAG_WINDOWS", "0")  # yesterday is due today, not tomorrow
+    day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+
+    def land(*minutes: dt.datetime) -> None:
+        snapshots = []
+        for minute in minutes:
+            snapshot = records.snapshot("s1")
+            snapshot.minute.CopyFrom(records.ts(minute))
+            snapshots.append(snapshot)
+        assert client.push_minute_snapshots(snapshots).accepted == len(minutes)
+
+    def minutes_observed() -> int:
+        return db.execute(
+            "select minutes_observed from marts.fct_telemetry_day where day = %s", (day.date(),)
+        ).fetchone()[0]
+
+    common = ["--database-url", warehouse_url]
+    land(*(day + dt.timedelta(hours=4, minutes=m) for m in range(3)))
+    assert main([*common, "reconcile", "--lookback-days", "2"]) == 0
+    assert minutes_observed() == 3
+    capsys.readouterr()
+
+    land(day + dt.timedelta(hours=5), day + dt.timedelta(hours=5, minutes=1))  # late: the day was built
+    assert main([*common, "plan", "--lookback-days", "2", "--json"]) == 0
+    late = {
+        (p["cadence"], p["window_start"])
+        for p in json.loads(capsys.readouterr().out)["due"]
+        if p["reason"].startswith("late rows arrived") and p["reason"].endswith("(raw.minute_snapshots)")
+    }
+    assert late >= {("hourly", (day + dt.timedelta(hours=5)).isoformat()), ("daily", day.isoformat())}
+    assert ("hourly", (day + dt.timedelta(hours=4)).isoformat()) not in late
+    assert main([*common, "reconcile", "--lookback-days", "2"]) == 0
+    assert minutes_observed() == 5
+    capsys.readouterr()
+    assert main([*common, "plan", "--lookback-days", "2", "--json"]) == 0
+    assert not [p for p in json.loads(capsys.readouterr().out)["due"] if p["reason"].startswith("late rows")]

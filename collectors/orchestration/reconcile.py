@@ -23,10 +23,11 @@ Pure: no database, no Airflow, no dbt (``reconcile_ledgers`` reads the ledgers, 
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from collectors.orchestration.cadences import CADENCES, RAW, Cadence, Window
+from collectors.orchestration.cadences import CADENCES, HOURLY, RAW, Cadence, Window
 
 DEFAULT_LOOKBACK = dt.timedelta(days=7)
 
@@ -110,12 +111,32 @@ def _reads(cadence: Cadence, window: Window, planned: dict[str, list[Planned]]) 
     ]
 
 
-def _stale(
-    cadence: Cadence, window: Window, upstream: list[Planned], arrivals: list[Arrival], builds: list[Build]
-) -> str | None:
+class _Ledgers:
+    """The arrivals by the hours they cover and the builds by cadence: a window looks at its own only, so that a
+    plan over months of hours stays linear in what it reads."""
+
+    def __init__(self, arrivals: Iterable[Arrival], builds: Iterable[Build]) -> None:
+        self.hours: dict[dt.datetime, list[Arrival]] = defaultdict(list)
+        for arrival in arrivals:
+            hour = HOURLY.floor(arrival.start)
+            while hour < arrival.end:
+                self.hours[hour].append(arrival)
+                hour = HOURLY.shift(hour)
+        self.builds: dict[str, list[Build]] = defaultdict(list)
+        for build in builds:
+            self.builds[build.cadence].append(build)
+
+    def arrivals(self, window: Window) -> list[Arrival]:
+        found: dict[Arrival, None] = {}
+        for hour in HOURLY.periods(window.start, window.end):
+            found.update(dict.fromkeys(self.hours.get(hour, ())))
+        return list(found)
+
+
+def _stale(cadence: Cadence, window: Window, upstream: list[Planned], ledgers: _Ledgers) -> str | None:
     """Why ``window`` must be built again, or None: it need not."""
     covering = [
-        b for b in builds if b.cadence == cadence.name and b.window.start <= window.start and window.end <= b.window.end
+        b for b in ledgers.builds[cadence.name] if b.window.start <= window.start and window.end <= b.window.end
     ]
     last = {part: max((b.started_at for b in covering if b.part == part), default=None) for part in cadence.parts}
     missing = [part for part, started in last.items() if started is None]
@@ -123,18 +144,16 @@ def _stale(
         return "never built" if len(missing) == len(last) else f"{', '.join(missing)} part never built"
     built = min(started for started in last.values() if started is not None)
     if RAW in cadence.reads:
-        late = [a for a in arrivals if a.received_at > built and _overlaps(a.start, a.end, window)]
+        late = [a for a in ledgers.arrivals(window) if a.received_at > built]
         if late:
             latest = max(late, key=lambda a: a.received_at)
             tables = ", ".join(sorted({f"raw.{a.table}" for a in late}))
             return f"late rows arrived {_moment(latest.received_at)} after build {_moment(built)} ({tables})"
     newer = [
         b
-        for b in builds
-        if b.cadence in cadence.reads
-        and b.part == "marts"
-        and b.started_at > built
-        and _overlaps(b.window.start, b.window.end, window)
+        for name in cadence.reads
+        for b in ledgers.builds.get(name, ())
+        if b.part == "marts" and b.started_at > built and _overlaps(b.window.start, b.window.end, window)
     ]
     if newer:
         latest = max(newer, key=lambda b: b.started_at)
@@ -180,13 +199,13 @@ def plan(
     lag_windows: float = 1.0,
 ) -> Plan:
     """The windows, within ``lookback`` before ``now``, to build again, in dependency order (see the module)."""
-    arrived, built = list(arrivals), list(builds)
+    ledgers = _Ledgers(arrivals, builds)
     return _plan(
         now,
         now - lookback,
         lag_windows,
         lambda cadence: lookback_windows(cadence, now, lookback),
-        lambda cadence, window, upstream: _stale(cadence, window, upstream, arrived, built),
+        lambda cadence, window, upstream: _stale(cadence, window, upstream, ledgers),
     )
 
 

@@ -15,8 +15,6 @@ from typing import Any
 DATE_PATTERN = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _MONTH_START = "[0-9]{4}-(0[1-9]|1[0-2])-01"
 _UTC = "(Z|[+-]00:?00)"
-# what a cadence reads that no cadence builds: the raw tables the receiver and loaders land
-RAW = "raw"
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,9 @@ class Cadence:
     months: int = 0
     # the dbt parts its DAG builds (collectors.orchestration.builds.PARTS): the monthly DAG has no reliability
     parts: tuple[str, ...] = ("marts", "reliability")
-    # what its models read: RAW, or the tables other cadences build; a window must be rebuilt after what it reads
-    # changed (collectors.orchestration.reconcile)
-    reads: tuple[str, ...] = (RAW,)
+    # the cadences whose tables its models read (which raw tables feed which part: the registry's feeds); a window
+    # must be rebuilt after what it reads changed (collectors.orchestration.reconcile)
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.length is None) == (self.months == 0):
@@ -91,8 +89,8 @@ class Cadence:
 
 HOURLY = Cadence("hourly", "0 * * * *", dt.timedelta(hours=1))
 DAILY = Cadence("daily", "0 0 * * *", dt.timedelta(days=1))
-# the weekly marts roll up the daily tables; weekly reliability and product analytics read raw
-WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1), reads=(RAW, "daily"))
+# the weekly marts roll up the daily tables (weekly reliability and product analytics read raw as well)
+WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1), reads=("daily",))
 # Reliability needs raw samples of its whole window and look-ahead (docs/DESIGN.md, "Month, quarter and year"),
 # which the weekly cleanup drops long before a month and its look-ahead month have passed; for the same reason the
 # monthly models read the daily tables only.

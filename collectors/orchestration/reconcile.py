@@ -3,8 +3,10 @@
 A window of a cadence is planned when, within the look-back:
 
 * a part of its cadence was never built for it (``never built``, ``reliability part never built``);
-* it reads raw and rows of its hours arrived after its last build started (``late rows arrived ... after build
-  ...``): the build may have read the window before they landed;
+* rows of a raw table that feeds a part of its cadence (``collectors.ingest.registry``: ``Feed``) arrived for
+  its hours after that part's last build started (``late rows arrived ... after build ...``): the build may have
+  read the window before they landed. A table that feeds the neighbouring windows too (message samples: a
+  receiver counts when seen before and after a window) makes its rows late for the windows either side;
 * it reads another cadence's tables and one of those windows was built after it (a daily range run after the
   month was built), or is planned before it (a late day comes before its week and its month).
 
@@ -24,12 +26,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from collectors.orchestration.cadences import CADENCES, HOURLY, RAW, Cadence, Window
+from collectors.orchestration.cadences import CADENCES, HOURLY, Cadence, Window
 
 DEFAULT_LOOKBACK = dt.timedelta(days=7)
+
+
+class Feed(Protocol):
+    """What ``collectors.ingest.registry.Feed`` says (not imported: the DAG files import this module)."""
+
+    cadence: str
+    part: str
+    neighbours: bool
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,10 @@ class _Ledgers:
     """The arrivals by the hours they cover and the builds by cadence: a window looks at its own only, so that a
     plan over months of hours stays linear in what it reads."""
 
-    def __init__(self, arrivals: Iterable[Arrival], builds: Iterable[Build]) -> None:
+    def __init__(
+        self, arrivals: Iterable[Arrival], builds: Iterable[Build], feeds: Mapping[str, Iterable[Feed]]
+    ) -> None:
+        self.feeds = {(f.cadence, f.part, table): f for table, fed in feeds.items() for f in fed}
         self.hours: dict[dt.datetime, list[Arrival]] = defaultdict(list)
         for arrival in arrivals:
             hour = HOURLY.floor(arrival.start)
@@ -133,22 +147,37 @@ class _Ledgers:
         return list(found)
 
 
+def _late(
+    cadence: Cadence, window: Window, last: dict[str, dt.datetime], ledgers: _Ledgers
+) -> list[tuple[Arrival, dt.datetime]]:
+    """The arrivals that came after the last build of a part they feed, each with that build's start."""
+    either_side = Window(cadence.shift(window.start, -1), cadence.shift(window.end))
+    late = []
+    for arrival in ledgers.arrivals(either_side):
+        for part, started in last.items():
+            feed = ledgers.feeds.get((cadence.name, part, arrival.table))
+            reach = either_side if feed is not None and feed.neighbours else window
+            if feed is not None and arrival.received_at > started and _overlaps(arrival.start, arrival.end, reach):
+                late.append((arrival, started))
+    return late
+
+
 def _stale(cadence: Cadence, window: Window, upstream: list[Planned], ledgers: _Ledgers) -> str | None:
     """Why ``window`` must be built again, or None: it need not."""
     covering = [
         b for b in ledgers.builds[cadence.name] if b.window.start <= window.start and window.end <= b.window.end
     ]
-    last = {part: max((b.started_at for b in covering if b.part == part), default=None) for part in cadence.parts}
-    missing = [part for part, started in last.items() if started is None]
+    starts = {part: max((b.started_at for b in covering if b.part == part), default=None) for part in cadence.parts}
+    missing = [part for part, started in starts.items() if started is None]
     if missing:
-        return "never built" if len(missing) == len(last) else f"{', '.join(missing)} part never built"
-    built = min(started for started in last.values() if started is not None)
-    if RAW in cadence.reads:
-        late = [a for a in ledgers.arrivals(window) if a.received_at > built]
-        if late:
-            latest = max(late, key=lambda a: a.received_at)
-            tables = ", ".join(sorted({f"raw.{a.table}" for a in late}))
-            return f"late rows arrived {_moment(latest.received_at)} after build {_moment(built)} ({tables})"
+        return "never built" if len(missing) == len(starts) else f"{', '.join(missing)} part never built"
+    last = {part: started for part, started in starts.items() if started is not None}
+    late = _late(cadence, window, last, ledgers)
+    if late:
+        arrival, build = max(late, key=lambda pair: pair[0].received_at)
+        tables = ", ".join(sorted({f"raw.{a.table}" for a, _ in late}))
+        return f"late rows arrived {_moment(arrival.received_at)} after build {_moment(build)} ({tables})"
+    built = min(last.values())
     newer = [
         b
         for name in cadence.reads
@@ -194,12 +223,14 @@ def plan(
     arrivals: Iterable[Arrival],
     builds: Iterable[Build],
     *,
+    feeds: Mapping[str, Iterable[Feed]],
     now: dt.datetime,
     lookback: dt.timedelta = DEFAULT_LOOKBACK,
     lag_windows: float = 1.0,
 ) -> Plan:
-    """The windows, within ``lookback`` before ``now``, to build again, in dependency order (see the module)."""
-    ledgers = _Ledgers(arrivals, builds)
+    """The windows, within ``lookback`` before ``now``, to build again, in dependency order (see the module);
+    ``feeds``: per raw table, the parts of cadences it feeds (the registry's)."""
+    ledgers = _Ledgers(arrivals, builds, feeds)
     return _plan(
         now,
         now - lookback,

@@ -4,11 +4,13 @@ builds from ``quality.dbt_builds``."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import psycopg
 
 from collectors.config import Settings
-from collectors.orchestration.cadences import CADENCES, RAW, Cadence, Window
+from collectors.orchestration.cadences import CADENCES, Cadence, Window
+from collectors.orchestration.cleanup import FEEDS
 from collectors.orchestration.reconcile import Arrival, Build, Plan, plan
 from collectors.warehouse.db import connect
 
@@ -38,9 +40,13 @@ where family is null and window_end > %(since)s
 """
 
 
-def earliest_start(now: dt.datetime, lookback: dt.timedelta, cadences: list[Cadence]) -> dt.datetime:
-    """The start of the earliest window of ``cadences`` that the planner looks at."""
+def earliest_start(now: dt.datetime, lookback: dt.timedelta, cadences: Iterable[Cadence]) -> dt.datetime:
+    """The start of the earliest window of ``cadences`` the planner looks at."""
     return min(cadence.floor(now - lookback) for cadence in cadences)
+
+
+def _fed() -> set[Cadence]:
+    return {CADENCES[feed.cadence] for feeds in FEEDS.values() for feed in feeds}
 
 
 def _arrival(table: str, key: str, whole_day: bool, received_at: dt.datetime) -> Arrival:
@@ -55,13 +61,14 @@ def read_ledgers(
     conn: psycopg.Connection, *, now: dt.datetime, lookback: dt.timedelta, max_future: dt.timedelta
 ) -> tuple[list[Arrival], list[Build]]:
     """The arrivals and builds that can bear on a window overlapping ``[now - lookback, now)``."""
-    since = earliest_start(now, lookback, [c for c in CADENCES.values() if RAW in c.reads])
+    # rows of the window before the earliest can count for it too (a table that feeds its neighbours)
+    since = min(c.shift(earliest_start(now, lookback, [c]), -1) for c in _fed())
     arrivals = [
         arrival
         for row in conn.execute(ARRIVALS, {"since": since - max_future})
         if (arrival := _arrival(*row)).end > since and arrival.start < now
     ]
-    rows = conn.execute(BUILDS, {"since": earliest_start(now, lookback, list(CADENCES.values()))})
+    rows = conn.execute(BUILDS, {"since": earliest_start(now, lookback, CADENCES.values())})
     builds = [Build(cadence, part, Window(start, end), started) for cadence, part, start, end, started in rows]
     return arrivals, builds
 
@@ -72,4 +79,5 @@ def current_plan(database_url: str, settings: Settings, *, now: dt.datetime, loo
         arrivals, builds = read_ledgers(
             conn, now=now, lookback=lookback, max_future=dt.timedelta(seconds=settings.max_future_seconds)
         )
-    return plan(arrivals, builds, now=now, lookback=lookback, lag_windows=settings.reliability_lag_windows)
+    lag = settings.reliability_lag_windows
+    return plan(arrivals, builds, feeds=FEEDS, now=now, lookback=lookback, lag_windows=lag)

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from collectors.config import Settings
+from collectors.orchestration.cleanup import FEEDS
 from collectors.orchestration.rebuild import REBUILDERS
 from collectors.orchestration.reconcile import DEFAULT_LOOKBACK, Plan, plan
 from collectors.orchestration.reconcile_ledgers import read_ledgers
@@ -87,7 +88,8 @@ def read_rebuilds(conn: psycopg.Connection, now: dt.datetime | None = None) -> R
     def current() -> Plan:
         future = dt.timedelta(seconds=settings.max_future_seconds)
         arrivals, builds = read_ledgers(conn, now=now, lookback=DEFAULT_LOOKBACK, max_future=future)
-        return plan(arrivals, builds, now=now, lookback=DEFAULT_LOOKBACK, lag_windows=settings.reliability_lag_windows)
+        lag = settings.reliability_lag_windows
+        return plan(arrivals, builds, feeds=FEEDS, now=now, lookback=DEFAULT_LOOKBACK, lag_windows=lag)
 
     planned, plan_note = _part(conn, "quality.ingest_batches and quality.dbt_builds", current)
     return Rebuilds(rebuilt, rebuilt_note, planned, plan_note)

@@ -8,6 +8,7 @@ import json
 import psycopg
 
 from collectors.orchestration.cadences import Window, parse_instant
+from collectors.orchestration.cleanup import FEEDS
 from collectors.orchestration.reconcile import Arrival, Build, plan
 from collectors.orchestration.reconcile_ledgers import read_ledgers
 
@@ -65,7 +66,7 @@ def test_arrivals_come_per_hour_and_per_day_for_older_rows(db: psycopg.Connectio
         arrival("host_minutes", "2026-12-13T00:00:00Z", 24, "2026-12-14T00:00:00Z"),
         arrival("message_samples", "2026-12-15T05:00:00Z", 1, "2026-12-17T00:00:00Z"),  # the latest batch
         arrival("message_samples", "2026-12-15T06:00:00Z", 1, "2026-12-16T00:00:00Z"),
-    ]  # the events of 2026-11-20 are older than any window that reads raw in the look-back (from 2026-12-07)
+    ]  # the events of 2026-11-20 are older than any window raw feeds in the look-back, and the week before it
 
 
 def test_builds_start_when_recorded_and_older_ones_at_their_end_less_their_time(db: psycopg.Connection) -> None:
@@ -88,7 +89,7 @@ def test_a_plan_from_the_ledgers(db: psycopg.Connection) -> None:
     batch(db, "message_samples", "2026-12-17T00:00:00Z", {"2026-12-15": 1}, {"2026-12-15T05:00:00+00:00": 1})
     lookback = dt.timedelta(days=5)
     arrivals, builds = read_ledgers(db, now=NOW, lookback=lookback, max_future=FUTURE)
-    result = plan(arrivals, builds, now=NOW, lookback=lookback, lag_windows=1)
+    result = plan(arrivals, builds, feeds=FEEDS, now=NOW, lookback=lookback, lag_windows=1)
     day = next(p for p in result.due if p.cadence.name == "daily" and p.window == DAY)
     assert day.reason == (
         "late rows arrived 2026-12-17T00:00:00+00:00 after build 2026-12-16T00:00:05+00:00 (raw.message_samples)"

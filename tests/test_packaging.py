@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # builds and installs a wheel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIS = ("collectors.receiver.cli", "collectors.warehouse.cli", "collectors.senders.host.cli",
-        "collectors.senders.loader.cli", "collectors.dev.simulator.cli")  # fmt: skip
+        "collectors.senders.loader.cli", "collectors.dev.simulator.cli", "collectors.orchestration.cli")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

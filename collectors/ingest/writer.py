@@ -106,15 +106,25 @@ class TableWrite:
 
 @dataclass
 class TableOutcome:
-    accepted_by_day: Counter = field(default_factory=Counter)
+    """Rows landed in one table, per UTC hour of its partition column (the reconcile planner reads the hours, the
+    raw/ledger reconciliation the days), and the duplicates skipped."""
+
+    accepted_by_hour: Counter[dt.datetime] = field(default_factory=Counter)
     duplicates: int = 0
 
     @property
     def accepted(self) -> int:
-        return sum(self.accepted_by_day.values())
+        return sum(self.accepted_by_hour.values())
+
+    @property
+    def accepted_by_day(self) -> Counter[dt.date]:
+        days: Counter[dt.date] = Counter()
+        for hour, rows in self.accepted_by_hour.items():
+            days[hour.date()] += rows
+        return days
 
     def add(self, other: TableOutcome) -> None:
-        self.accepted_by_day.update(other.accepted_by_day)
+        self.accepted_by_hour.update(other.accepted_by_hour)
         self.duplicates += other.duplicates
 
 
@@ -204,6 +214,17 @@ def _day(value: dt.datetime) -> dt.date:
 def _days(write: TableWrite) -> list[dt.date]:
     p = write.table.partition_index
     return [_day(row[p]) for row in write.rows]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _hours(write: TableWrite) -> Counter[dt.datetime]:
+    """Rows of ``write`` per UTC hour of the partition column."""
+    p = write.table.partition_index
+    # counted by hour number, then each hour made once: a batch holds many rows and few hours
+    counts = Counter(int(row[p].timestamp() // 3600) for row in write.rows)
+    return Counter({_EPOCH + dt.timedelta(hours=hour): rows for hour, rows in counts.items()})
 
 
 _COPY_ROW = re.compile(r"COPY [^,]+, line (\d+)")
@@ -319,7 +340,7 @@ class BatchWriter:
                     table = write.table
                     copy_rows(cur, sql.Identifier("raw", table.name), table.column_names, write.rows, table.types)
             for write in writes:
-                outcome.tables[write.table.name].accepted_by_day.update(_days(write))
+                outcome.tables[write.table.name].accepted_by_hour.update(_hours(write))
             return
         except errors.UniqueViolation:
             pass  # a retried batch or duplicates inside it: take the counting path below
@@ -369,7 +390,7 @@ class BatchWriter:
                     if isinstance(error, errors.UniqueViolation):
                         raise
                     raise _PartRefused(error, write, _copy_row(error)) from error
-                counted[table.name].accepted_by_day.update(_days(write))
+                counted[table.name].accepted_by_hour.update(_hours(write))
         return counted
 
     def _land_in_parts(
@@ -441,19 +462,37 @@ class BatchWriter:
         cur.execute(sql.SQL("create temp table if not exists {} ({}) on commit drop").format(stage, columns))
         cur.execute(sql.SQL("truncate {}").format(stage))
         copy_rows(cur, stage, table.column_names, write.rows, table.types)
-        part_col = sql.Identifier(table.partition_column)
-        for day in sorted(set(_days(write))):
+        insert = sql.SQL(
+            "insert into {target} ({cols}) select {cols} from {stage}"
+            " where {part} >= %s and {part} < %s on conflict do nothing"
+        ).format(
+            target=sql.Identifier("raw", table.name),
+            cols=cols,
+            stage=stage,
+            part=sql.Identifier(table.partition_column),
+        )
+        hours = _hours(write)
+        by_day: dict[dt.date, Counter[dt.datetime]] = {}
+        for hour, rows in hours.items():
+            by_day.setdefault(hour.date(), Counter())[hour] = rows
+        for day, staged in sorted(by_day.items()):
             start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-            cur.execute(
-                sql.SQL(
-                    "insert into {target} ({cols}) select {cols} from {stage}"
-                    " where {part} >= %s and {part} < %s on conflict do nothing"
-                ).format(target=sql.Identifier("raw", table.name), cols=cols, stage=stage, part=part_col),
-                (start, start + dt.timedelta(days=1)),
-            )
-            if cur.rowcount:
-                outcome.accepted_by_day[day] += cur.rowcount
-        outcome.duplicates += len(write.rows) - sum(outcome.accepted_by_day.values())
+            # One statement per day. Only a day that is partly duplicates needs one per hour to say which hours
+            # got its new rows (RETURNING would, but needs SELECT, which the ingest role lacks): it is rolled back
+            # and landed hour by hour.
+            with cur.connection.transaction() as day_part:
+                cur.execute(insert, (start, start + dt.timedelta(days=1)))
+                landed = cur.rowcount
+                if 0 < landed < staged.total():
+                    raise psycopg.Rollback(day_part)
+            if landed == staged.total():
+                outcome.accepted_by_hour.update(staged)
+            elif landed:
+                for hour in sorted(staged):
+                    cur.execute(insert, (hour, hour + dt.timedelta(hours=1)))
+                    if cur.rowcount:
+                        outcome.accepted_by_hour[hour] += cur.rowcount
+        outcome.duplicates += len(write.rows) - outcome.accepted
 
     # ------------------------------------------------------------------ rejects and the ledger
 
@@ -500,7 +539,8 @@ class BatchWriter:
                 continue
             cur.execute(
                 "insert into quality.ingest_batches (batch_id, source, accepted, duplicates, rejected, conflicts,"
-                " deferred, accepted_by_day) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " deferred, accepted_by_day, accepted_by_hour, received_at)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
                 (
                     batch_id,
                     name,
@@ -510,5 +550,6 @@ class BatchWriter:
                     outcome.conflicts if first else 0,
                     len(outcome.deferred) if first else 0,
                     json.dumps({d.isoformat(): n for d, n in sorted(table.accepted_by_day.items())}),
+                    json.dumps({h.isoformat(): n for h, n in sorted(table.accepted_by_hour.items())}),
                 ),
             )

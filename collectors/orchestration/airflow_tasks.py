@@ -18,7 +18,15 @@ from airflow.sdk import BaseSensorOperator, Connection, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from collectors.orchestration import warehouse_connection
-from collectors.orchestration.cadences import CADENCES, MODEL_FAMILIES, Window, refuse_unfinished, run_window
+from collectors.orchestration.cadences import (
+    CADENCES,
+    DATE_PATTERN,
+    MODEL_FAMILIES,
+    Window,
+    refuse_unfinished,
+    run_window,
+)
+from collectors.orchestration.reconcile import DEFAULT_LOOKBACK
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +194,14 @@ def check_source_freshness(cadence: str, **context: Any) -> dict[str, str]:
 
 def _build(cadence: str, part: str, context: dict[str, Any]) -> dict[str, Any]:
     from collectors.config import Settings
-    from collectors.orchestration.builds import build_part
+    from collectors.orchestration.rebuild import Step, build_step
 
     params = context.get("params") or {}
     family = params.get("full_refresh_family") or None
-    record = build_part(
-        CADENCES[cadence],
-        part,
-        run_window(context, CADENCES[cadence]),
+    record = build_step(
+        Step(CADENCES[cadence], part, run_window(context, CADENCES[cadence])),
         database_url=warehouse_url(),
-        artefacts_dir=Settings().artefacts_dir,
+        settings=Settings(),
         dag_id=context["dag"].dag_id,
         run_id=context["run_id"],
         family=family,
@@ -300,3 +306,96 @@ def ensure_partitions() -> dict[str, int]:
 
     settings = Settings()
     return prepare_database(settings.model_copy(update={"database_url": warehouse_url()}))
+
+
+def reconcile_params() -> dict[str, Param]:
+    """The reconcile DAG's params: a dry run, the look-back, or a range of days to rebuild on demand."""
+    return {
+        "dry_run": Param(False, type="boolean", description="Plan and log the builds, build nothing."),
+        "lookback_days": Param(
+            DEFAULT_LOOKBACK.days,
+            type="number",
+            exclusiveMinimum=0,
+            description="Look at the windows that overlap the last this many days.",
+        ),
+        "rebuild_from": Param(
+            None,
+            type=["null", "string"],
+            pattern=f"^({DATE_PATTERN})?$",
+            description="Rebuild on demand: the first UTC day (e.g. 2026-01-01), with every hour, week and month "
+            "of the days; instead of the plan from the ledgers.",
+        ),
+        "rebuild_to": Param(
+            None, type=["null", "string"], pattern=f"^({DATE_PATTERN})?$", description="The day after the last."
+        ),
+        "family": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *sorted(MODEL_FAMILIES)],
+            description="Rebuild on demand: only this model family (recorded with it; it covers no window).",
+        ),
+    }
+
+
+def _requested_days(params: dict[str, Any]) -> tuple[dt.datetime, dt.datetime] | None:
+    start, end = params.get("rebuild_from"), params.get("rebuild_to")
+    if not (start or end):
+        return None
+    if not (start and end):
+        raise AirflowFailException("give both rebuild_from and rebuild_to, or neither")
+    try:
+        days = tuple(dt.datetime.combine(dt.date.fromisoformat(d), dt.time(), tzinfo=dt.UTC) for d in (start, end))
+    except ValueError as error:
+        raise AirflowFailException(f"rebuild_from and rebuild_to must be days like 2026-01-01: {error}") from None
+    if days[0] >= days[1]:
+        raise AirflowFailException(f"rebuild_to ({end}) must be after rebuild_from ({start}): days [from, to)")
+    return days
+
+
+@task
+def plan_rebuilds(**context: Any) -> list[dict[str, str]]:
+    """The windows to build again and why, logged one by one, as the builds that rebuild them (in order): from
+    the ledgers, or every grain of the days a manual run asks for. Builds nothing."""
+    from collectors.config import Settings
+    from collectors.orchestration.rebuild import steps
+    from collectors.orchestration.reconcile import requested
+    from collectors.orchestration.reconcile_ledgers import current_plan
+
+    params, settings, now = context.get("params") or {}, Settings(), dt.datetime.now(dt.UTC)
+    days = _requested_days(params)
+    if days is not None:
+        planned = requested(*days, now=now, lag_windows=settings.reliability_lag_windows)
+    else:
+        lookback = dt.timedelta(days=float(params.get("lookback_days") or DEFAULT_LOOKBACK.days))
+        planned = current_plan(warehouse_url(), settings, now=now, lookback=lookback)
+    for item in planned.due:
+        log.info("due: %s %s: %s", item.cadence.name, item.window, item.reason)
+    for item in planned.pending:
+        log.info("pending until %s: %s %s: %s", item.due_at.isoformat(), item.cadence.name, item.window, item.reason)
+    log.info("%d windows due, %d pending", len(planned.due), len(planned.pending))
+    return [step.as_dict() for step in steps(planned.due)]
+
+
+@task
+def rebuild(planned: list[dict[str, str]], **context: Any) -> list[str]:
+    """Run ``plan_rebuilds``' builds in order with the cadence DAGs' dbt build; in a dry run, only log them."""
+    import functools
+
+    from collectors.config import Settings
+    from collectors.orchestration.rebuild import Step, build_step, run
+
+    params = context.get("params") or {}
+    todo = [Step.from_dict(values) for values in planned]
+    if params.get("dry_run"):
+        for step in todo:
+            log.info("dry run, not building: %s", step)
+        return []
+    build = functools.partial(
+        build_step,
+        database_url=warehouse_url(),
+        settings=Settings(),
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        family=params.get("family"),
+    )
+    return [str(step) for step in run(todo, build, on_step=lambda step: log.info("building %s", step))]

@@ -4,12 +4,14 @@ The marts of a cadence are built in two parts: ``marts`` (everything tagged with
 except reliability) right after the window ends, and ``reliability`` once the configured lag has
 passed (a receiver only counts when it was seen after the window, docs/DESIGN.md item 3). Each part
 is one in-process ``dbt build`` under a warehouse-wide advisory lock, its ``run_results.json`` is
-kept per DAG run, and a successful build of a whole part is recorded in ``quality.dbt_builds``,
-the ledger the weekly cleanup reads before it drops raw data.
+kept per DAG run, and a successful build is recorded in ``quality.dbt_builds``, the ledger the
+weekly cleanup reads before it drops raw data (only builds of a whole part, not of one model family,
+cover a window there).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import shutil
@@ -73,6 +75,7 @@ class BuildRecord:
     nodes: int
     elapsed_seconds: float
     artefacts_path: Path
+    started_at: dt.datetime  # rows that land after this may be missing from the build (the reconcile planner)
 
 
 def dbt_vars(settings: Settings) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def build_part(
     """Build one part of ``cadence`` for ``window``; keep its run results; record it in the ledger.
 
     Raises ``collectors.orchestration.dbt_runner.DbtBuildError`` naming the failed nodes (its run results are kept too).
-    A build restricted to one ``family`` is not recorded as covering the window.
+    A build restricted to one ``family`` is recorded with it, which covers no window: its other models were not built.
     """
     chosen = selection(cadence, part, family)
     target = artefacts_dir / "target" / cadence.name  # shared per cadence: dbt's parse cache lives here
@@ -109,6 +112,7 @@ def build_part(
     log.info("dbt build --select %r --exclude %r for %s", chosen.select, chosen.exclude, window)
     with advisory_lock(database_url, DBT_LOCK):
         (target / "run_results.json").unlink(missing_ok=True)  # never keep a previous run's results
+        started_at = _database_clock(database_url)
         try:
             result = dbt.build(
                 chosen.select,
@@ -134,10 +138,9 @@ def build_part(
                 dag_id=dag_id,
                 run_id=run_id,
             )
-    record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept)
+    record = BuildRecord(cadence.name, part, window, len(result.nodes), result.elapsed_seconds, kept, started_at)
     log.info("built %d nodes in %.1f s; run results in %s", record.nodes, record.elapsed_seconds, kept)
-    if family is None:
-        _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh)
+    _record(database_url, record, dag_id=dag_id, run_id=run_id, full_refresh=full_refresh, family=family)
     return record
 
 
@@ -149,6 +152,13 @@ def project_manifest(cadence: Cadence, *, database_url: str, artefacts_dir: Path
         )
 
 
+def _database_clock(database_url: str) -> dt.datetime:
+    """Now by the database's clock, the one that stamps the ingest ledger's arrivals, so the two compare without
+    the skew of this machine's clock."""
+    with connect(database_url) as conn:
+        return conn.execute("select clock_timestamp()").fetchone()[0]
+
+
 def _keep_run_results(target: Path, kept: Path) -> None:
     source = target / "run_results.json"
     if source.exists():
@@ -157,12 +167,19 @@ def _keep_run_results(target: Path, kept: Path) -> None:
 
 
 def _record(
-    database_url: str, record: BuildRecord, *, dag_id: str | None, run_id: str | None, full_refresh: bool
+    database_url: str,
+    record: BuildRecord,
+    *,
+    dag_id: str | None,
+    run_id: str | None,
+    full_refresh: bool,
+    family: str | None,
 ) -> None:
     with connect(database_url) as conn:
         conn.execute(
             "insert into quality.dbt_builds (cadence, part, window_start, window_end, dag_id, run_id,"
-            " full_refresh, nodes, elapsed_seconds, artefacts_path) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " full_refresh, nodes, elapsed_seconds, artefacts_path, started_at, family)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 record.cadence,
                 record.part,
@@ -174,5 +191,7 @@ def _record(
                 record.nodes,
                 record.elapsed_seconds,
                 str(record.artefacts_path),
+                record.started_at,
+                family,
             ),
         )

@@ -11,7 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-_DATE = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+# a date as ISO 8601 writes it (a JSON-schema pattern; an impossible day such as 02-31 is refused later)
+DATE_PATTERN = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _MONTH_START = "[0-9]{4}-(0[1-9]|1[0-2])-01"
 _UTC = "(Z|[+-]00:?00)"
 
@@ -30,6 +31,9 @@ class Cadence:
     months: int = 0
     # the dbt parts its DAG builds (collectors.orchestration.builds.PARTS): the monthly DAG has no reliability
     parts: tuple[str, ...] = ("marts", "reliability")
+    # the cadences whose tables its models read (which raw tables feed which part: the registry's feeds); a window
+    # must be rebuilt after what it reads changed (collectors.orchestration.reconcile)
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.length is None) == (self.months == 0):
@@ -71,7 +75,7 @@ class Cadence:
         "not given", as for ``run_window``.
         """
         clock = "([01][0-9]|2[0-3]):00" if self.name == "hourly" else "00:00"
-        date = _MONTH_START if self.months == 1 else _DATE
+        date = _MONTH_START if self.months == 1 else DATE_PATTERN
         return f"^({date}T{clock}(:00(\\.0{{1,6}})?)?{_UTC})?$"
 
     def periods(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
@@ -85,10 +89,12 @@ class Cadence:
 
 HOURLY = Cadence("hourly", "0 * * * *", dt.timedelta(hours=1))
 DAILY = Cadence("daily", "0 0 * * *", dt.timedelta(days=1))
-WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1))
+# the weekly marts roll up the daily tables (weekly reliability and product analytics read raw as well)
+WEEKLY = Cadence("weekly", "0 0 * * 1", dt.timedelta(weeks=1), reads=("daily",))
 # Reliability needs raw samples of its whole window and look-ahead (docs/DESIGN.md, "Month, quarter and year"),
-# which the weekly cleanup drops long before a month and its look-ahead month have passed.
-MONTHLY = Cadence("monthly", "0 0 1 * *", months=1, parts=("marts",))
+# which the weekly cleanup drops long before a month and its look-ahead month have passed; for the same reason the
+# monthly models read the daily tables only.
+MONTHLY = Cadence("monthly", "0 0 1 * *", months=1, parts=("marts",), reads=("daily",))
 CADENCES: dict[str, Cadence] = {c.name: c for c in (HOURLY, DAILY, WEEKLY, MONTHLY)}
 
 # Model families a manual run may fully refresh (dbt node-name patterns, intersected with the cadence tag). Here

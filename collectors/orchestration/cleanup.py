@@ -4,7 +4,7 @@ A day's partition of a raw table is detached only when (1) it is older than the 
 counted back from today (the same clock the receiver uses to refuse rows older than the retention, so
 no row can still be on its way into a partition that goes; whatever window the run has, today's and
 future partitions are never dropped), (2) every build it feeds is in ``quality.dbt_builds``, (3) the
-newest build of each of those periods finished after the last batch that landed rows in the partition
+newest build of each of those periods started after the last batch that landed rows in the partition
 (``quality.ingest_batches``): rows that arrived late are in no mart yet, and (4) it holds exactly the
 rows it held when validation started: rows that landed since were never validated, so their partition
 stays (checked under an exclusive lock of the table, so nothing can land between the check and the
@@ -68,8 +68,10 @@ def _built_windows(
     conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
     rows = conn.execute(
-        "select window_start, window_end, finished_at from quality.dbt_builds"
-        " where cadence = %s and part = %s and window_start < %s and window_end > %s",
+        # a build that started before rows arrived may have missed them, however late it finished
+        "select window_start, window_end,"
+        " coalesce(started_at, finished_at - elapsed_seconds * interval '1 second') from quality.dbt_builds"
+        " where cadence = %s and part = %s and family is null and window_start < %s and window_end > %s",
         (cadence, part, end, start),
     ).fetchall()
     return [(s.astimezone(dt.UTC), e.astimezone(dt.UTC), f.astimezone(dt.UTC)) for s, e, f in rows]
@@ -78,7 +80,7 @@ def _built_windows(
 def _fed_periods(
     conn: psycopg.Connection, table: str, day: dt.date
 ) -> Iterator[tuple[str, dt.datetime, dt.datetime | None]]:
-    """Each period fed by ``table``'s partition for ``day``, named, with when its newest build finished (None:
+    """Each period fed by ``table``'s partition for ``day``, named, with when its newest build started (None:
     never built)."""
     day_start, day_end = day_bounds(day)
     for feed in FEEDS[table]:
@@ -88,13 +90,13 @@ def _fed_periods(
             start, end = cadence.shift(start, -1), cadence.shift(end)
         built = _built_windows(conn, feed.cadence, feed.part, start, end)
         for period in cadence.periods(start, end):
-            finished = [f for s, e, f in built if s <= period and cadence.shift(period) <= e]
-            yield f"{feed.cadence} {feed.part} {period.isoformat()}", period, max(finished, default=None)
+            started = [f for s, e, f in built if s <= period and cadence.shift(period) <= e]
+            yield f"{feed.cadence} {feed.part} {period.isoformat()}", period, max(started, default=None)
 
 
 def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[str]:
     """Periods fed by ``table``'s partition for ``day`` that no recorded build covers."""
-    return [name for name, _, finished in _fed_periods(conn, table, day) if finished is None]
+    return [name for name, _, started in _fed_periods(conn, table, day) if started is None]
 
 
 def last_arrival(conn: psycopg.Connection, table: str, day: dt.date) -> dt.datetime | None:
@@ -112,9 +114,9 @@ def last_arrival(conn: psycopg.Connection, table: str, day: dt.date) -> dt.datet
 
 
 def stale_builds(conn: psycopg.Connection, table: str, day: dt.date, arrived: dt.datetime) -> list[str]:
-    """Periods fed by ``table``'s partition for ``day`` whose newest build finished before ``arrived`` (when rows
-    of the day last arrived): those rows are in no mart yet."""
-    return [name for name, _, finished in _fed_periods(conn, table, day) if finished is not None and finished < arrived]
+    """Periods fed by ``table``'s partition for ``day`` whose newest build started before ``arrived`` (when rows
+    of the day last arrived): those rows may be in no mart yet."""
+    return [name for name, _, started in _fed_periods(conn, table, day) if started is not None and started < arrived]
 
 
 def _listed(items: list[str]) -> str:

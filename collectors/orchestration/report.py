@@ -13,7 +13,8 @@ link in the UI's Browse menu; it runs on its own too (``uvicorn --factory collec
   ``quality.dbt_test_results``, from ``collectors.orchestration.test_results``), data failures apart from
   tests that could not run; a pass/fail strip per dbt test and per GX asset and failing expectation over
   their last 30 runs (``report_history``); source freshness, volume per hour against the previous weeks,
-  the ingest ledger and the refused records' reasons (``report_monitors``); a link to the Great Expectations
+  the ingest ledger and the refused records' reasons (``report_monitors``); the windows the reconcile rebuilt
+  and its plan as of now, due and pending (``report_rebuilds``); a link to the Great Expectations
   Data Docs; an inline SVG of ``marts.fct_reliability_daily`` (the last 30 days there are). No JavaScript,
   no external assets.
 * ``GET /api/runs``: the same runs, builds, history, monitors and days as JSON.
@@ -53,6 +54,7 @@ from collectors.orchestration.pages import PageUnavailable, first_line, redirect
 from collectors.orchestration.report_history import TestHistory, read_dbt_history, validation_history
 from collectors.orchestration.report_models import ModelDocs, model_anchor, read_model_docs
 from collectors.orchestration.report_monitors import Monitors, read_monitors
+from collectors.orchestration.report_rebuilds import Rebuilds, read_rebuilds
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +274,7 @@ class Report:
     dbt_history: list[TestHistory] | None = None  # every dbt test's last runs; None: not readable
     monitors: Monitors | None = None  # freshness, volume, ledger, rejects
     models_docs: bool = False  # the models page (from a build's manifest) has something to show
+    rebuilds: Rebuilds | None = None  # what the reconcile rebuilt, and its plan as of now
 
     @property
     def validation_history(self) -> list[TestHistory]:
@@ -282,6 +285,7 @@ class Report:
             "dbt_test_history": None if self.dbt_history is None else [h.as_json() for h in self.dbt_history],
             "validation_history": [h.as_json() for h in self.validation_history],
             "monitors": None if self.monitors is None else self.monitors.as_json(),
+            "rebuilds": None if self.rebuilds is None else self.rebuilds.as_json(),
             "runs": [run.as_json() for run in self.runs],
             "dbt_tests": None if self.dbt is None else self.dbt.as_json(),
             "dbt_tests_note": self.dbt_note,
@@ -545,6 +549,7 @@ def read_report(
             except psycopg.Error as error:
                 log.warning("reading the dbt test history: %s", error)
         monitors = read_monitors(conn, now)
+        rebuilds = read_rebuilds(conn, now)
         reliability: list[DayReliability] | None = None
         note: str | None = None
         try:
@@ -571,6 +576,7 @@ def read_report(
         dbt_history,
         monitors,
         models_docs,
+        rebuilds,
     )
 
 
@@ -673,6 +679,7 @@ def render_page(report: Report, *, generated_at: dt.datetime | None = None, fail
         report=report,
         failed_only=failed_only,
         monitors=report.monitors,
+        rebuilds=report.rebuilds,
         chart=chart(report.days or []),
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         run_limit=RUN_LIMIT,

@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[list[str], dt.timedelta | None]] = {
     # no reliability: it would need raw samples of the whole month and the next, long dropped by then
     "telemetry_monthly": (CHAIN[:2], None),
     "telemetry_partitions": (["ensure_partitions"], dt.timedelta(days=1)),
+    "telemetry_reconcile": (["plan_rebuilds", "rebuild"], dt.timedelta(hours=1)),
 }
 # a misaligned window or failing data fails the same way again; a freshness check is due again the next hour
 NO_RETRIES = {"check_window", "validate", "check_source_freshness"}
@@ -42,7 +43,10 @@ MAX_ACTIVE_RUNS = {
     "telemetry_weekly": 1,
     "telemetry_monthly": 1,
     "telemetry_partitions": 1,
+    "telemetry_reconcile": 1,
 }
+# a run of these acts on the present (partitions ahead, the ledgers as they are): a missed run is not replayed
+NO_CATCHUP = {"telemetry_partitions", "telemetry_reconcile"}
 # what parsing the DAG files must never import: the task bodies do
 HEAVY_PACKAGES = {"dbt", "great_expectations", "psycopg", "psycopg2", "pandas", "grpc"}
 # the DAG files' own parse cost above one trivial DAG file's: about 0.2 s on two quiet cores, dbt's import alone
@@ -96,7 +100,7 @@ def test_tasks_order_and_schedule(dagbag: DagBag, dag_id: str) -> None:
     assert later.data_interval.start == first.data_interval.end  # consecutive runs tile time
     manual = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 4, 5, 30))
     assert isinstance(manual, DataInterval) and whole_period(dag_id, manual)
-    assert dag.catchup is (dag_id != "telemetry_partitions")
+    assert dag.catchup is (dag_id not in NO_CATCHUP)
     assert dag.max_active_runs == MAX_ACTIVE_RUNS[dag_id]
 
 
@@ -183,3 +187,14 @@ def test_the_monthly_dag_tiles_calendar_months_across_a_year_end(dagbag: DagBag)
     # a manual trigger mid-month builds the month before, whole, as the scheduled run would
     manual = timetable.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 18, 5, 30))
     assert (manual.start.date(), manual.end.date()) == (dt.date(2026, 2, 1), dt.date(2026, 3, 1))
+
+
+def test_the_reconcile_dag_rebuilds_what_it_planned(dagbag: DagBag) -> None:
+    dag = dagbag.dags["telemetry_reconcile"]
+    (planned,) = dag.get_task("rebuild").op_args
+    assert planned.operator.task_id == "plan_rebuilds"
+    assert set(dag.params) == {"dry_run", "lookback_days", "rebuild_from", "rebuild_to", "family"}
+    assert dag.params["dry_run"] is False and dag.params["lookback_days"] == 7
+    assert set(dag.tags) == {"telemetry", "reconcile"}
+    assert dag.is_paused_upon_creation is True
+    assert dag.doc_md and dag.description == dag.doc_md.strip().splitlines()[0]

@@ -21,7 +21,7 @@ from airflow.serialization.serialized_objects import DagSerialization
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.orchestration.airflow_tasks import check_window
+from collectors.orchestration.airflow_tasks import check_window, plan_rebuilds, rebuild
 from collectors.orchestration.cadences import CADENCES, Window, parse_instant
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -131,3 +131,46 @@ def test_check_window_takes_a_range_of_calendar_months_across_a_year_end() -> No
     assert got == {"window_start": "2025-11-01T00:00:00+00:00", "window_end": "2026-02-01T00:00:00+00:00"}
     with pytest.raises(AirflowFailException, match="not on a monthly boundary"):
         check_window.function("monthly", **context("2025-11-01T00:00:00Z", "2025-12-08T00:00:00Z"))
+
+
+@pytest.fixture(scope="module")
+def reconcile_params() -> object:
+    bag = DagBag(dag_folder=str(DAGS))
+    return DagSerialization.from_dict(DagSerialization.to_dict(bag.dags["telemetry_reconcile"])).params
+
+
+def test_the_reconcile_dag_takes_a_range_of_days_and_refuses_what_is_not_one(reconcile_params) -> None:
+    conf = {"rebuild_from": "2026-01-01", "rebuild_to": "2026-07-01", "family": "day_log", "dry_run": True}
+    assert reconcile_params.deep_merge(conf).validate() == {**conf, "lookback_days": 7}
+    for bad in ({"rebuild_from": "2026-01-01T00:00:00Z"}, {"rebuild_to": "July"}, {"lookback_days": 0},
+                {"family": "nope"}, {"dry_run": "yes"}):  # fmt: skip
+        with pytest.raises(ParamValidationError):
+            reconcile_params.deep_merge(bad).validate()
+
+
+def test_a_manual_reconcile_run_plans_every_grain_of_its_days_and_a_dry_run_builds_nothing() -> None:
+    params = {"rebuild_from": "2026-05-30", "rebuild_to": "2026-06-02", "dry_run": True}
+    planned = plan_rebuilds.function(params=params)
+    assert [(s["cadence"], s["part"], s["window_start"][:10], s["window_end"][:10]) for s in planned] == [
+        ("hourly", "marts", "2026-05-30", "2026-06-02"),
+        ("hourly", "reliability", "2026-05-30", "2026-06-02"),
+        ("daily", "marts", "2026-05-30", "2026-06-02"),
+        ("daily", "reliability", "2026-05-30", "2026-06-02"),
+        ("weekly", "marts", "2026-05-25", "2026-06-08"),
+        ("weekly", "reliability", "2026-05-25", "2026-06-08"),
+        ("monthly", "marts", "2026-05-01", "2026-07-01"),
+    ]
+    assert rebuild.function(planned, params=params) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"rebuild_from": "2026-05-30"}, "give both rebuild_from and rebuild_to"),
+        ({"rebuild_from": "2026-06-02", "rebuild_to": "2026-05-30"}, "must be after rebuild_from"),
+        ({"rebuild_from": "2026-02-30", "rebuild_to": "2026-03-02"}, "must be days like 2026-01-01"),
+    ],
+)
+def test_a_manual_reconcile_run_fails_at_once_on_a_range_that_is_not_one(params: dict, reason: str) -> None:
+    with pytest.raises(AirflowFailException, match=reason):
+        plan_rebuilds.function(params=params)

@@ -286,3 +286,19 @@ def test_the_reliability_look_back_never_outreaches_the_sample_retention() -> No
     assert dbt_vars(Settings()) == {"reliability_lookback_days": 7}
     assert dbt_vars(Settings(retention=RetentionDays(message_samples=3))) == {"reliability_lookback_days": 3}
     assert dbt_vars(Settings(reliability_lookback_days=2)) == {"reliability_lookback_days": 2}
+
+
+def test_a_build_of_one_model_family_covers_no_window(db: psycopg.Connection) -> None:
+    day = AS_OF - dt.timedelta(days=10)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    week = WEEKLY.floor(start)
+    for cadence, window_start, length in (("daily", start, DAILY.length), ("weekly", week, WEEKLY.length)):
+        db.execute(
+            "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds, family)"
+            " values (%s, 'marts', %s, %s, 1, 0, 'day_log')",
+            (cadence, window_start, window_start + length),
+        )
+    assert missing_builds(db, "minute_snapshots", day) == [
+        f"daily marts {start.isoformat()}",
+        f"weekly marts {week.isoformat()}",
+    ]

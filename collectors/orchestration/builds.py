@@ -28,6 +28,7 @@ from collectors.warehouse.db import advisory_lock, connect
 log = logging.getLogger(__name__)
 
 PARTS = ("marts", "reliability")
+STAGING_TESTS = "resource_type:test,path:models/staging"
 DBT_LOCK = "telemetry-dbt-build"
 
 
@@ -46,6 +47,9 @@ def selection(cadence: Cadence, part: str, family: str | None = None) -> Selecti
     takes effect; dbt replaces a view by dropping it with cascade, so the views built on top of one must be in
     the selection too (they are, being ancestors as well: ``tests/dags/test_build_selection.py``). The
     ``reliability`` part builds what is tagged reliability only; the ``marts`` part before it built its views.
+    A cadence that reads another's tables (weekly, monthly: the daily ones) skips the data tests of the staging
+    views it rebuilds: they check raw over the run's window, which the daily builds checked day by day, and over
+    a month they cost most of the build (a uniqueness test over every user of every minute).
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not {part!r}")
@@ -56,7 +60,8 @@ def selection(cadence: Cadence, part: str, family: str | None = None) -> Selecti
     tag = f"tag:{cadence.name}"
     if family is None:
         if part == "marts":
-            return Selection(f"{tag} +{tag},config.materialized:view +{tag},resource_type:seed", "tag:reliability")
+            exclude = "tag:reliability" + (f" {STAGING_TESTS}" if cadence.reads else "")
+            return Selection(f"{tag} +{tag},config.materialized:view +{tag},resource_type:seed", exclude)
         return Selection(f"{tag},tag:reliability", None)
     scope = f"{tag},tag:reliability" if part == "reliability" else tag
     select = " ".join(f"{scope},{pattern}" for pattern in MODEL_FAMILIES[family])

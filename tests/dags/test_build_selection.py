@@ -132,3 +132,20 @@ def test_the_monthly_marts_read_the_daily_tables_and_nothing_tags_monthly_reliab
     assert not {n for n in monthly if "reliability" in project[n].tags}
     with pytest.raises(ValueError, match="builds no reliability part"):
         selection(CADENCES["monthly"], "reliability")
+
+
+@pytest.mark.parametrize("cadence", sorted(CADENCES))
+def test_only_the_cadences_that_read_raw_test_the_staging_views(
+    pg_server: local_postgres.PostgresServer, tmp_path, capfd: pytest.CaptureFixture[str], cadence: str
+) -> None:
+    chosen = selection(CADENCES[cadence], "marts")
+    args = ["ls", "--select", chosen.select, "--exclude", chosen.exclude, "--resource-type", "test", "--output", "name"]
+    capfd.readouterr()
+    invoke([*args, "--quiet"], database_url=pg_server.url, target_path=tmp_path)
+    tests = set(capfd.readouterr().out.split())
+    staging = {t for t in tests if "_stg_" in t}
+    assert tests - staging, "the part's own models are tested"
+    if CADENCES[cadence].reads:  # the daily builds tested those raw rows day by day
+        assert staging == set()
+    else:
+        assert "unique_combination_of_columns_stg_hosts__host_minutes_host_id__minute" in staging

@@ -378,6 +378,19 @@ def describe(error: ValidationError) -> str:
     )
 
 
+def settings_from_command_line(args: argparse.Namespace, prog: str) -> Settings | None:
+    """The settings, with the command line's database URL if it gives one; None once it has said on stderr why
+    they are invalid (the caller exits with 2)."""
+    try:
+        override = database_url_override(args, prog)
+        return Settings(**({"database_url": override} if override else {}))
+    except ValidationError as error:
+        print(f"{prog}: invalid settings:\n{describe(error)}", file=sys.stderr)
+    except ValueError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+    return None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""

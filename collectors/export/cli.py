@@ -8,9 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from collectors.config import Settings, database_url_override, describe
+from collectors.config import settings_from_command_line
 
 PROG = "telemetry-export"
 FORMATS = ("parquet", "jsonl", "csv")
@@ -126,14 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = [marts[n] for n in (list(marts) if args.all_marts else dict.fromkeys(args.mart))]
     if args.raw_events:
         tables.append(raw_events_table())
-    try:
-        override = database_url_override(args, PROG)
-        settings = Settings(**({"database_url": override} if override else {}))
-    except ValidationError as error:
-        print(f"{PROG}: invalid settings:\n{describe(error)}", file=sys.stderr)
-        return 2
-    except ValueError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+    settings = settings_from_command_line(args, PROG)
+    if settings is None:
         return 2
     progress = sys.stderr.isatty() if args.progress is None else args.progress
 

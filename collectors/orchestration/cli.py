@@ -12,9 +12,7 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from collectors.config import Settings, database_url_override, describe
+from collectors.config import Settings, settings_from_command_line
 from collectors.orchestration.cadences import MODEL_FAMILIES, parse_instant
 from collectors.orchestration.rebuild import OPS_DAG_ID, Step
 from collectors.orchestration.reconcile import DEFAULT_LOOKBACK, Plan, Planned
@@ -137,11 +135,6 @@ def print_plan(plan: Plan, *, as_json: bool, lag_windows: float) -> None:
         print(_line(item, pending=True))
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    override = database_url_override(args, PROG)
-    return Settings(**({"database_url": override} if override else {}))
-
-
 def _run(plan: Plan, settings: Settings, run_id: str, family: str | None) -> int:
     from collectors.orchestration.dbt_runner import DbtBuildError
     from collectors.orchestration.rebuild import build_step, run, steps
@@ -164,13 +157,8 @@ def _run(plan: Plan, settings: Settings, run_id: str, family: str | None) -> int
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        settings = _settings(args)
-    except ValidationError as error:
-        print(f"{PROG}: invalid settings:\n{describe(error)}", file=sys.stderr)
-        return 2
-    except ValueError as error:
-        print(f"{PROG}: {error}", file=sys.stderr)
+    settings = settings_from_command_line(args, PROG)
+    if settings is None:
         return 2
     now = args.now or dt.datetime.now(dt.UTC)
     lag = settings.reliability_lag_windows

@@ -25,11 +25,16 @@
     the receivers' islands, estimated at a few rows, costs seconds when there are thousands.
     work_mem for the hash aggregates over a day's samples (a million rows, as many groups in
     window_messages): at the default 4 MB they spill in dozens of batches, which costs more than
-    the aggregation itself. parallel_tuple_cost at a tenth of the default, as in the presence
-    summary: the planner guesses five times the message ids a day has, prices the partial
-    aggregates' rows accordingly and keeps a serial aggregate that takes half as long again. -#}
-{% macro reliability_planner_settings() -%}
-    {{ return(["set local jit = off", "set local enable_nestloop = off", "set local work_mem = '256MB'", "set local parallel_tuple_cost = 0.01"]) }}
+    the aggregation itself. For days and weeks, parallel_tuple_cost at a tenth of the default, as
+    in the presence summary: the planner guesses five times the message ids a day has, prices the
+    partial aggregates' rows accordingly and keeps a serial aggregate that takes half as long
+    again. An hour's few samples gain nothing from workers. -#}
+{% macro reliability_planner_settings(grain='hour') -%}
+    {%- set settings = ["set local jit = off", "set local enable_nestloop = off", "set local work_mem = '256MB'"] -%}
+    {%- if grain != 'hour' -%}
+        {%- do settings.append("set local parallel_tuple_cost = 0.01") -%}
+    {%- endif -%}
+    {{ return(settings) }}
 {%- endmacro %}
 
 {#- var('reliability_lookback_days'), validated: a whole number of days, 0 or more. -#}

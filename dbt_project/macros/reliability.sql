@@ -13,19 +13,28 @@
     any channel recorded at or after E among the samples sent in [S, E + lookahead).
 
   Both rules need only, per sending hour, channel and receiver, the first and last recording
-  (min and max compose over hours). A run reads raw for the hours [S, E + lookahead) of its
-  windows, which it needs anyway, and takes the look-back before them from
-  int_message_presence_hourly, which earlier builds left and which outlives raw: the cost grows
-  with the window, not with the look-back.
+  (min and max compose over hours) and, inside the window, the sample count. A run takes the
+  look-back before its windows from int_message_presence_hourly, which earlier builds left and
+  which outlives raw: the cost grows with the window, not with the look-back. The hourly mart
+  reads raw for [S, E + lookahead); the daily and weekly marts read raw once for the window's
+  message ids and take the presence and sample counts of the run's hours from the summary, which
+  the same build has just rewritten, so the summary's one pass over the day's samples serves both.
 -#}
 
 {#- Plans without JIT or nested loops: the CTEs have no statistics, and a nested loop over
     the receivers' islands, estimated at a few rows, costs seconds when there are thousands.
     work_mem for the hash aggregates over a day's samples (a million rows, as many groups in
     window_messages): at the default 4 MB they spill in dozens of batches, which costs more than
-    the aggregation itself. -#}
-{% macro reliability_planner_settings() -%}
-    {{ return(["set local jit = off", "set local enable_nestloop = off", "set local work_mem = '256MB'"]) }}
+    the aggregation itself. For days and weeks, parallel_tuple_cost at a tenth of the default, as
+    in the presence summary: the planner guesses five times the message ids a day has, prices the
+    partial aggregates' rows accordingly and keeps a serial aggregate that takes half as long
+    again. An hour's few samples gain nothing from workers. -#}
+{% macro reliability_planner_settings(grain='hour') -%}
+    {%- set settings = ["set local jit = off", "set local enable_nestloop = off", "set local work_mem = '256MB'"] -%}
+    {%- if grain != 'hour' -%}
+        {%- do settings.append("set local parallel_tuple_cost = 0.01") -%}
+    {%- endif -%}
+    {{ return(settings) }}
 {%- endmacro %}
 
 {#- var('reliability_lookback_days'), validated: a whole number of days, 0 or more. -#}
@@ -52,14 +61,16 @@
     interval '{{ hours }} hours'
 {%- endmacro %}
 
-{#- Per sending hour, channel and receiver: the first and the last recording of `samples`. -#}
+{#- Per sending hour, channel and receiver: the first and the last recording of `samples`, and how
+    many there are. -#}
 {% macro message_presence_by_hour(samples) -%}
     select
         {{ utc_period_start('sent_at', 'hour') }} as sent_hour,
         channel_id,
         receiver_public_key,
         min(recorded_at) as first_recorded_at,
-        max(recorded_at) as last_recorded_at
+        max(recorded_at) as last_recorded_at,
+        count(*) as samples
     from {{ samples }}
     group by 1, 2, 3
 {%- endmacro %}
@@ -84,6 +95,28 @@
 {#- the look-ahead rows read from raw give presence only; the windows end at window_upper -#}
 {%- set window_upper = none if bounds is none else timestamp_literal(bounds.upper) %}
 
+{#- Day and week windows take the presence and sample counts of the run's own hours from the
+    presence summary, which this build has just rewritten from the same raw rows (it is a parent
+    of every reliability mart and tagged with every cadence): of the million samples of a day, raw
+    is then read once, for the message ids. Raw serves the hours of the windows outside the run's
+    own (a run window that does not start or end on a period bound) and the look-ahead. An hour
+    counts only when raw still holds samples sent in it, as it does when read from raw: a stored
+    hour whose raw rows were dropped was not rewritten. The hourly mart keeps reading its hour from
+    raw: one hour's per-receiver aggregate is small beside the look-back it takes from the summary,
+    and the mart then does not depend on the summary's rows for the hour it computes. -#}
+{%- set window_from_summary = bounds is not none and grain != 'hour' -%}
+{%- if window_from_summary -%}
+    {%- set run_hours = window_period_bounds('hour') -%}
+    {%- set reach_end = bounds.upper + grain_timedelta(grain) * ahead_windows -%}
+    {%- set raw_ranges = [] -%}
+    {%- if run_hours.lower > bounds.lower -%}
+        {%- do raw_ranges.append('(sent_at >= ' ~ timestamp_literal(bounds.lower) ~ ' and sent_at < ' ~ timestamp_literal(run_hours.lower) ~ ')') -%}
+    {%- endif -%}
+    {%- if run_hours.upper < reach_end -%}
+        {%- do raw_ranges.append('(sent_at >= ' ~ timestamp_literal(run_hours.upper) ~ ' and sent_at < ' ~ timestamp_literal(reach_end) ~ ')') -%}
+    {%- endif -%}
+{%- endif %}
+
 -- not materialized: each aggregate below scans the (pruned) partitions itself, which is cheaper
 -- than writing a million rows to a tuplestore and reading them back
 with samples as not materialized (
@@ -99,6 +132,65 @@ with samples as not materialized (
         and sent_at < {{ timestamp_literal(bounds.upper + grain_timedelta(grain) * ahead_windows) }}
     {%- endif %}
 ),
+
+{%- if window_from_summary %}
+
+-- per sending hour, channel and message id: its copies and sending times (the hours show which
+-- of the run's hours raw holds)
+message_groups as (
+    select
+        {{ utc_period_start('sent_at', 'hour') }} as sent_hour,
+        channel_id,
+        message_id,
+        count(*) as copies,
+        min(sent_at) as first_sent_at,
+        max(sent_at) as last_sent_at
+    from samples
+    where sent_at < {{ window_upper }}
+    group by 1, 2, 3
+),
+
+-- one row per window, channel and message id; different sent_at values are the only way one
+-- receiver can hold a message twice under raw's unique key
+window_messages as (
+    select
+        {{ utc_period_start('sent_hour', grain) }} as window_start,
+        channel_id,
+        message_id,
+        sum(copies)::bigint as copies,
+        min(first_sent_at) < max(last_sent_at) as sent_apart
+    from message_groups
+    group by 1, 2, 3
+),
+
+-- per period (above), channel and receiver: sample counts and presence, from raw outside the
+-- run's hours and from the summary inside them
+read_groups as (
+    select
+        {{ utc_period_start('sent_at', presence_grain) }} as sent_hour,
+        channel_id,
+        receiver_public_key,
+        count(*) as samples,
+        min(recorded_at) as first_recorded_at,
+        max(recorded_at) as last_recorded_at
+    from samples
+    where {{ raw_ranges | join(' or ') if raw_ranges else 'false' }}
+    group by 1, 2, 3
+    union all
+    select
+        {{ utc_period_start('sent_hour', presence_grain) }} as sent_hour,
+        channel_id,
+        receiver_public_key,
+        sum(samples)::bigint as samples,
+        min(first_recorded_at) as first_recorded_at,
+        max(last_recorded_at) as last_recorded_at
+    from {{ ref('int_message_presence_hourly') }}
+    where sent_hour >= {{ timestamp_literal(run_hours.lower) }}
+        and sent_hour < {{ timestamp_literal(run_hours.upper) }}
+        and sent_hour in (select sent_hour from message_groups)
+    group by 1, 2, 3
+),
+{%- else %}
 
 -- The samples read are aggregated twice, each a hash aggregate over a scan of its own: per
 -- sending hour (or period, above), channel and receiver, the presence rows and sample counts; per
@@ -161,6 +253,7 @@ window_messages as (
     from sample_groups
     where by_message
 ),
+{%- endif %}
 
 -- presence of the hours read from raw above
 read_presence as (
@@ -445,8 +538,10 @@ receiver_window_counts as (
     group by seen.window_start, seen.channel_id, seen.receiver_public_key, seen.samples
 ),
 
--- the receivers seen in a window that do not count there: usually few or none
-uncounted_receivers as (
+-- the receivers seen in a window that do not count there: usually few or none. Materialized, so
+-- that the join below finds it empty before it scans the samples (inlined, the planner may join
+-- the samples to the receivers first and scan them all to remove every row)
+uncounted_receivers as materialized (
     select
         receiver_window_counts.window_start,
         receiver_window_counts.channel_id,

@@ -1,7 +1,7 @@
 {{
     config(
         unique_key='day',
-        pre_hook=reliability_planner_settings(),
+        pre_hook=reliability_planner_settings('day'),
         tags=['daily', 'reliability'],
     )
 }}

@@ -1,7 +1,7 @@
 {{
     config(
         unique_key='week_start',
-        pre_hook=reliability_planner_settings(),
+        pre_hook=reliability_planner_settings('week'),
         tags=['weekly', 'reliability'],
     )
 }}

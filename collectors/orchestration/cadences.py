@@ -134,6 +134,10 @@ class Window:
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
+    def covers(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether ``[start, end)`` lies wholly inside the window (a build of it built that period)."""
+        return self.start <= start and end <= self.end
+
     def check_aligned(self, cadence: Cadence) -> None:
         """Raise unless both bounds fall on the cadence's period boundaries (a range run must)."""
         for bound in (self.start, self.end):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -32,6 +32,7 @@ from psycopg import sql
 from collectors.config import RetentionDays
 from collectors.ingest import registry
 from collectors.ingest.registry import Feed
+from collectors.orchestration.build_ledger import whole_builds
 from collectors.orchestration.cadences import CADENCES, Cadence
 from collectors.warehouse.db import RAW_TABLES
 from collectors.warehouse.partitions import (
@@ -64,39 +65,31 @@ class CleanupPlan:
     keep: list[Kept] = field(default_factory=list)
 
 
-def _built_windows(
-    conn: psycopg.Connection, cadence: str, part: str, start: dt.datetime, end: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime, dt.datetime]]:
-    rows = conn.execute(
-        # a build that started before rows arrived may have missed them, however late it finished
-        "select window_start, window_end,"
-        " coalesce(started_at, finished_at - elapsed_seconds * interval '1 second') from quality.dbt_builds"
-        " where cadence = %s and part = %s and family is null and window_start < %s and window_end > %s",
-        (cadence, part, end, start),
-    ).fetchall()
-    return [(s.astimezone(dt.UTC), e.astimezone(dt.UTC), f.astimezone(dt.UTC)) for s, e, f in rows]
-
-
-def _fed_periods(
-    conn: psycopg.Connection, table: str, day: dt.date
-) -> Iterator[tuple[str, dt.datetime, dt.datetime | None]]:
+def _fed_periods(conn: psycopg.Connection, table: str, day: dt.date) -> list[tuple[str, dt.datetime | None]]:
     """Each period fed by ``table``'s partition for ``day``, named, with when its newest build started (None:
     never built)."""
     day_start, day_end = day_bounds(day)
+    periods = []
     for feed in FEEDS[table]:
         cadence: Cadence = CADENCES[feed.cadence]
         start, end = day_start, day_end
         if feed.neighbours:
             start, end = cadence.shift(start, -1), cadence.shift(end)
-        built = _built_windows(conn, feed.cadence, feed.part, start, end)
+        built = whole_builds(conn, since=start, until=end, cadence=feed.cadence, part=feed.part)
         for period in cadence.periods(start, end):
-            started = [f for s, e, f in built if s <= period and cadence.shift(period) <= e]
-            yield f"{feed.cadence} {feed.part} {period.isoformat()}", period, max(started, default=None)
+            # a build that started before rows arrived may have missed them, however late it finished
+            started = [b.started_at for b in built if b.window.covers(period, cadence.shift(period))]
+            periods.append((f"{feed.cadence} {feed.part} {period.isoformat()}", max(started, default=None)))
+    return periods
 
 
 def missing_builds(conn: psycopg.Connection, table: str, day: dt.date) -> list[str]:
     """Periods fed by ``table``'s partition for ``day`` that no recorded build covers."""
-    return [name for name, _, started in _fed_periods(conn, table, day) if started is None]
+    return _unbuilt(_fed_periods(conn, table, day))
+
+
+def _unbuilt(periods: list[tuple[str, dt.datetime | None]]) -> list[str]:
+    return [name for name, started in periods if started is None]
 
 
 def last_arrival(conn: psycopg.Connection, table: str, day: dt.date) -> dt.datetime | None:
@@ -111,12 +104,6 @@ def last_arrival(conn: psycopg.Connection, table: str, day: dt.date) -> dt.datet
         (table, since, day.isoformat()),
     ).fetchone()
     return None if arrived is None else arrived.astimezone(dt.UTC)
-
-
-def stale_builds(conn: psycopg.Connection, table: str, day: dt.date, arrived: dt.datetime) -> list[str]:
-    """Periods fed by ``table``'s partition for ``day`` whose newest build started before ``arrived`` (when rows
-    of the day last arrived): those rows may be in no mart yet."""
-    return [name for name, _, started in _fed_periods(conn, table, day) if started is not None and started < arrived]
 
 
 def _listed(items: list[str]) -> str:
@@ -138,16 +125,17 @@ def plan_cleanup(
         for partition in partitions_older_than(conn, table, retention.for_table(table), today=plan.as_of):
             if partition.day >= today:
                 continue
-            missing = missing_builds(conn, table, partition.day)
-            arrived = None if missing else last_arrival(conn, table, partition.day)
-            stale = stale_builds(conn, table, partition.day, arrived) if arrived else []
-            if missing:
+            periods = _fed_periods(conn, table, partition.day)
+            if missing := _unbuilt(periods):
                 plan.keep.append(Kept(partition, "not aggregated yet: " + _listed(missing)))
-            elif stale:
-                when = arrived.isoformat() if arrived else ""
-                plan.keep.append(
-                    Kept(partition, f"rows arrived at {when} after the last build of {_listed(stale)}; rebuild first")
-                )
+                continue
+            # the newest build of each period started before rows of the day last arrived: those rows may be in
+            # no mart yet
+            arrived = last_arrival(conn, table, partition.day)
+            stale = [name for name, started in periods if arrived and started and started < arrived]
+            if arrived and stale:
+                late = f"rows arrived at {arrived.isoformat()}"
+                plan.keep.append(Kept(partition, f"{late} after the last build of {_listed(stale)}; rebuild first"))
             else:
                 plan.drop.append(partition)
     return plan

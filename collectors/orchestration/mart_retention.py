@@ -24,7 +24,8 @@ import psycopg
 from psycopg import sql
 
 from collectors.config import MartRetentionDays
-from collectors.orchestration.cadences import CADENCES, DAILY, MONTHLY, WEEKLY
+from collectors.orchestration.build_ledger import EVER, whole_builds
+from collectors.orchestration.cadences import CADENCES, DAILY, MONTHLY, WEEKLY, Window
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,14 @@ def _utc(value: dt.date | dt.datetime) -> dt.datetime:
 
 
 def _built(conn: psycopg.Connection) -> Callable[[str, dt.datetime], bool]:
-    """Whether the ledger holds a marts build of a cadence covering the period starting at a moment."""
-    rows = conn.execute(
-        "select cadence, window_start, window_end from quality.dbt_builds where part = 'marts'"
-    ).fetchall()
-    windows: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
-    for cadence, start, end in rows:
-        windows.setdefault(cadence, []).append((_utc(start), _utc(end)))
+    """Whether the ledger holds a whole marts build of a cadence covering the period starting at a moment."""
+    windows: dict[str, list[Window]] = {}
+    for build in whole_builds(conn, since=EVER, part="marts"):
+        windows.setdefault(build.cadence, []).append(build.window)
 
     def covered(cadence: str, start: dt.datetime) -> bool:
         end = CADENCES[cadence].shift(start)
-        return any(s <= start and end <= e for s, e in windows.get(cadence, ()))
+        return any(w.covers(start, end) for w in windows.get(cadence, ()))
 
     return covered
 

@@ -164,9 +164,7 @@ def _late(
 
 def _stale(cadence: Cadence, window: Window, upstream: list[Planned], ledgers: _Ledgers) -> str | None:
     """Why ``window`` must be built again, or None: it need not."""
-    covering = [
-        b for b in ledgers.builds[cadence.name] if b.window.start <= window.start and window.end <= b.window.end
-    ]
+    covering = [b for b in ledgers.builds[cadence.name] if b.window.covers(window.start, window.end)]
     starts = {part: max((b.started_at for b in covering if b.part == part), default=None) for part in cadence.parts}
     missing = [part for part, started in starts.items() if started is None]
     if missing:

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 import psycopg
 
 from collectors.config import Settings
-from collectors.orchestration.cadences import CADENCES, Cadence, Window
+from collectors.orchestration.build_ledger import whole_builds
+from collectors.orchestration.cadences import CADENCES, Cadence
 from collectors.orchestration.cleanup import FEEDS
 from collectors.orchestration.reconcile import Arrival, Build, Plan, plan
 from collectors.warehouse.db import connect
@@ -31,15 +32,8 @@ where b.received_at >= %(since)s and b.accepted_by_hour is null
 group by 1, 2
 """
 
+
 # Only builds of a whole part cover a window: a family rebuild left the other models as they were.
-BUILDS = """
-select cadence, part, window_start, window_end,
-       coalesce(started_at, finished_at - make_interval(secs => elapsed_seconds))
-from quality.dbt_builds
-where family is null and window_end > %(since)s
-"""
-
-
 def earliest_start(now: dt.datetime, lookback: dt.timedelta, cadences: Iterable[Cadence]) -> dt.datetime:
     """The start of the earliest window of ``cadences`` the planner looks at."""
     return min(cadence.floor(now - lookback) for cadence in cadences)
@@ -68,9 +62,7 @@ def read_ledgers(
         for row in conn.execute(ARRIVALS, {"since": since - max_future})
         if (arrival := _arrival(*row)).end > since and arrival.start < now
     ]
-    rows = conn.execute(BUILDS, {"since": earliest_start(now, lookback, CADENCES.values())})
-    builds = [Build(cadence, part, Window(start, end), started) for cadence, part, start, end, started in rows]
-    return arrivals, builds
+    return arrivals, whole_builds(conn, since=earliest_start(now, lookback, CADENCES.values()))
 
 
 def current_plan(database_url: str, settings: Settings, *, now: dt.datetime, lookback: dt.timedelta) -> Plan:

@@ -130,3 +130,14 @@ def test_expired_periods_go_only_once_their_coarser_rows_are_built(marts: psycop
 def test_a_mart_not_built_yet_is_skipped(db: psycopg.Connection) -> None:
     assert prune_marts(db, TABLES, RETENTION, today=TODAY) == []
     assert db.execute("select count(*) from quality.mart_retention_log").fetchone() == (0,)
+
+
+def test_a_build_of_one_model_family_covers_no_period(marts: psycopg.Connection) -> None:
+    # the day's build restricted to one family: the day's other marts were not rebuilt from those hours
+    marts.execute(
+        "insert into quality.dbt_builds (cadence, part, window_start, window_end, nodes, elapsed_seconds, family)"
+        " values ('daily', 'marts', %s, %s, 1, 0, 'day_log')",
+        (at(TODAY - dt.timedelta(days=5)), at(TODAY - dt.timedelta(days=3))),
+    )
+    assert prune_marts(marts, TABLES[:1], RETENTION, today=TODAY) == []
+    assert marts.execute("select periods_waiting from quality.mart_retention_log").fetchall() == [(72,)]
